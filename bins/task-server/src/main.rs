@@ -1,0 +1,2 @@
+//! The `task-api` binary (under construction).
+fn main() {}

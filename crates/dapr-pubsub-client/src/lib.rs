@@ -1,0 +1,1 @@
+//! dapr-pubsub-client.
