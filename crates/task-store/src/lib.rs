@@ -1,1 +1,22 @@
-//! task-store.
+//! Persistence for pakaura tasks: diesel-async on PostgreSQL (production) and embedded SQLite (the default).
+#![doc = include_str!("../README.md")]
+
+mod config;
+mod error;
+mod migrations;
+mod models;
+mod outbox;
+mod pool;
+mod schema;
+mod store;
+mod users;
+
+#[cfg(test)]
+mod tests;
+
+pub use crate::config::{Backend, DEFAULT_DATABASE_URL, Database, DbConfig};
+pub use crate::error::{BoxError, InvalidRow, OpenError, StoreError};
+pub use crate::migrations::{POSTGRES_MIGRATIONS, SQLITE_MIGRATIONS, run_pending};
+pub use crate::outbox::{FailureOutcome, NewOutboxMessage, OutboxCounts, OutboxMessage};
+pub use crate::store::{PoolStatus, Staged, Store};
+pub use crate::users::{NewUser, User};

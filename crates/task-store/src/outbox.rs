@@ -1,0 +1,76 @@
+//! Outbox messages: events stored with the change they describe, for the relay to publish (at-least-once).
+
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// An event to store in the outbox, inside the transaction of the change it describes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewOutboxMessage {
+    /// The CloudEvent id (the primary key: the same id on every delivery attempt).
+    pub id: Uuid,
+    /// The topic to publish to.
+    pub topic: String,
+    /// The partition key (the user id), sent as Dapr `metadata.partitionKey`.
+    pub partition_key: String,
+    /// The structured CloudEvent JSON, sent as is.
+    pub payload: String,
+}
+
+/// A stored outbox row, as the relay sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxMessage {
+    /// The CloudEvent id.
+    pub id: Uuid,
+    /// Insertion order; rows of one partition key are claimed in this order.
+    pub seq: i64,
+    /// The topic to publish to.
+    pub topic: String,
+    /// The partition key.
+    pub partition_key: String,
+    /// The structured CloudEvent JSON.
+    pub payload: String,
+    /// Failed delivery attempts so far.
+    pub attempts: u32,
+    /// Not claimable before this instant.
+    pub next_attempt_at: OffsetDateTime,
+    /// The lease of the relay that claimed it, if any.
+    pub claimed_until: Option<OffsetDateTime>,
+    /// The last delivery error, if any.
+    pub last_error: Option<String>,
+    /// When it was moved aside after too many attempts (then it is never claimed again).
+    pub failed_at: Option<OffsetDateTime>,
+    /// When it was written.
+    pub created_at: OffsetDateTime,
+}
+
+/// What [`crate::Store::record_outbox_failure`] did with a failed message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureOutcome {
+    /// It will be claimable again at `next_attempt_at`.
+    Retry {
+        /// Failed attempts so far, this one included.
+        attempts: u32,
+    },
+    /// It reached the attempt limit and was moved aside (`failed_at` set); it is kept for inspection.
+    MovedAside {
+        /// Failed attempts, this one included.
+        attempts: u32,
+    },
+}
+
+/// Outbox row counts, for metrics and readiness.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutboxCounts {
+    /// Rows still to deliver (claimed or not).
+    pub pending: u64,
+    /// Rows moved aside after too many attempts.
+    pub failed: u64,
+}
+
+/// The longest `last_error` kept, in characters.
+pub(crate) const MAX_ERROR_CHARS: usize = 2000;
+
+/// `error` cut to [`MAX_ERROR_CHARS`] characters.
+pub(crate) fn truncate_error(error: &str) -> String {
+    error.chars().take(MAX_ERROR_CHARS).collect()
+}

@@ -1,0 +1,724 @@
+//! `Store`: the repository API (users, tasks, outbox) over either backend.
+//!
+//! diesel-async has no `MultiConnection`, so `Store` holds one of two pools and every query body is written once
+//! inside the `with_conn!` / `in_transaction!` macros, which expand it for each backend with that backend's
+//! connection type and `schema` module in scope. Each expansion is type-checked on its own. The few statements
+//! that differ by backend (row locks, the claim query) live in the `BackendQueries` trait.
+
+use std::time::Duration;
+
+use diesel::prelude::*;
+use diesel_async::pooled_connection::deadpool::Pool;
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use slog::{Logger, o};
+use task_domain::{Email, Task, TaskId, UserId};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::config::{Backend, Database, DbConfig};
+use crate::error::{OpenError, StoreError};
+use crate::models::{DbUuid, OutboxRow, TaskRow, UserRow, into_tasks};
+use crate::outbox::{
+    FailureOutcome, NewOutboxMessage, OutboxCounts, OutboxMessage, truncate_error,
+};
+use crate::pool::{self, SqliteConn};
+use crate::users::{NewUser, User};
+
+/// The persistence handle: cheap to clone (the pool inside is shared).
+#[derive(Clone)]
+pub struct Store {
+    pools: Pools,
+    log: Logger,
+}
+
+#[derive(Clone)]
+enum Pools {
+    Postgres(Pool<AsyncPgConnection>),
+    Sqlite(Pool<SqliteConn>),
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("backend", &self.backend())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Connection pool figures (see [`Store::pool_status`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolStatus {
+    /// The most connections the pool opens.
+    pub max_size: usize,
+    /// Connections open now.
+    pub size: usize,
+    /// Idle connections ready for use.
+    pub available: usize,
+    /// Callers waiting for a connection.
+    pub waiting: usize,
+}
+
+/// What a mutation closure decided: the value handed back to the caller after commit, and the outbox rows to
+/// write in the same transaction (none in fire-and-forget mode).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Staged<T> {
+    /// Returned to the caller once the transaction committed (typically the domain events).
+    pub value: T,
+    /// Written to `event_outbox` in the mutation's transaction.
+    pub outbox: Vec<NewOutboxMessage>,
+}
+
+impl<T> Staged<T> {
+    /// `value` with no outbox rows.
+    pub fn new(value: T) -> Self {
+        Self {
+            value,
+            outbox: Vec::new(),
+        }
+    }
+
+    /// Adds outbox rows.
+    pub fn with_outbox(mut self, outbox: Vec<NewOutboxMessage>) -> Self {
+        self.outbox.extend(outbox);
+        self
+    }
+}
+
+/// An error inside a transaction: the store's (database errors included) or the caller's closure's; either
+/// rolls the transaction back.
+enum TxError<E> {
+    Store(StoreError),
+    Caller(E),
+}
+
+impl<E> From<diesel::result::Error> for TxError<E> {
+    fn from(err: diesel::result::Error) -> Self {
+        Self::Store(err.into())
+    }
+}
+
+impl<E> From<StoreError> for TxError<E> {
+    fn from(err: StoreError) -> Self {
+        Self::Store(err)
+    }
+}
+
+impl<E: From<StoreError>> TxError<E> {
+    fn into_caller(self) -> E {
+        match self {
+            Self::Store(err) => err.into(),
+            Self::Caller(err) => err,
+        }
+    }
+}
+
+/// Runs `$body` with `$conn` bound to a pooled connection of the store's backend and that backend's tables in
+/// scope. Evaluates to `$body`; a pool failure returns `StoreError::Unavailable` from the enclosing function.
+macro_rules! with_conn {
+    ($store:expr, |$conn:ident| $body:block) => {
+        match &$store.pools {
+            Pools::Postgres(pool) => {
+                let mut pooled = pool.get().await?;
+                let $conn: &mut AsyncPgConnection = &mut pooled;
+                #[allow(unused_imports, reason = "each body uses some of the tables")]
+                use crate::schema::pg::*;
+                $body
+            }
+            Pools::Sqlite(pool) => {
+                let mut pooled = pool.get().await?;
+                let $conn: &mut SqliteConn = &mut pooled;
+                #[allow(unused_imports, reason = "each body uses some of the tables")]
+                use crate::schema::sqlite::*;
+                $body
+            }
+        }
+    };
+}
+
+/// Runs `$body` (which returns `Result<_, E>` with `E: From<diesel::result::Error> + From<StoreError>`) in one
+/// transaction: PostgreSQL `BEGIN` (row locks taken with `FOR UPDATE`), SQLite `BEGIN IMMEDIATE` (the write lock
+/// up front, so `busy_timeout` applies instead of a failed lock upgrade). Evaluates to the transaction's result.
+macro_rules! in_transaction {
+    ($store:expr, |$conn:ident| $body:block) => {
+        match &$store.pools {
+            Pools::Postgres(pool) => match pool.get().await {
+                Ok(mut pooled) => {
+                    let pooled: &mut AsyncPgConnection = &mut pooled;
+                    pooled
+                        .transaction(async |$conn: &mut AsyncPgConnection| {
+                            #[allow(
+                                unused_imports,
+                                reason = "each body uses some of the tables"
+                            )]
+                            use crate::schema::pg::*;
+                            $body
+                        })
+                        .await
+                }
+                Err(err) => Err(StoreError::from(err).into()),
+            },
+            Pools::Sqlite(pool) => match pool.get().await {
+                Ok(mut pooled) => {
+                    let pooled: &mut SqliteConn = &mut pooled;
+                    pooled
+                        .immediate_transaction(async |$conn: &mut SqliteConn| {
+                            #[allow(
+                                unused_imports,
+                                reason = "each body uses some of the tables"
+                            )]
+                            use crate::schema::sqlite::*;
+                            $body
+                        })
+                        .await
+                }
+                Err(err) => Err(StoreError::from(err).into()),
+            },
+        }
+    };
+}
+
+/// Inserts `$messages` (a `&[NewOutboxMessage]`) into `event_outbox` on `$conn`, in order.
+macro_rules! insert_outbox {
+    ($conn:ident, $messages:expr, $now:expr) => {{
+        let now: OffsetDateTime = $now;
+        for message in $messages {
+            diesel::insert_into(event_outbox::table)
+                .values((
+                    event_outbox::id.eq(DbUuid(message.id)),
+                    event_outbox::topic.eq(&message.topic),
+                    event_outbox::partition_key.eq(&message.partition_key),
+                    event_outbox::payload.eq(&message.payload),
+                    event_outbox::attempts.eq(0),
+                    event_outbox::next_attempt_at.eq(now),
+                    event_outbox::created_at.eq(now),
+                ))
+                .execute($conn)
+                .await?;
+        }
+    }};
+}
+
+impl Store {
+    /// Opens the configured database: for SQLite creates and migrates the file, then pools connections to it;
+    /// for PostgreSQL builds the pool without connecting (the first query does; see [`Store::ping`]) and runs
+    /// no migrations (that is [`crate::run_pending`]'s job, run by `task-api migrate`).
+    pub async fn open(config: &DbConfig, log: &Logger) -> Result<Self, OpenError> {
+        let database = config.database()?;
+        let log =
+            log.new(o!("component" => "task-store", "backend" => database.backend().as_str()));
+        let pools = match &database {
+            Database::Postgres(url) => Pools::Postgres(pool::postgres(url, config)?),
+            Database::Sqlite(path) => {
+                crate::migrations::run_pending(config, &log).await?;
+                Pools::Sqlite(pool::sqlite(path, config)?)
+            }
+        };
+        let store = Self { pools, log };
+        if store.backend() == Backend::Sqlite {
+            store.ping().await.map_err(OpenError::Connect)?;
+        }
+        slog::info!(store.log, "database store opened"; "pool_size" => config.pool_size);
+        Ok(store)
+    }
+
+    /// Which backend this store uses.
+    pub fn backend(&self) -> Backend {
+        match self.pools {
+            Pools::Postgres(_) => Backend::Postgres,
+            Pools::Sqlite(_) => Backend::Sqlite,
+        }
+    }
+
+    /// Connection pool figures, for metrics.
+    pub fn pool_status(&self) -> PoolStatus {
+        let status = match &self.pools {
+            Pools::Postgres(pool) => pool.status(),
+            Pools::Sqlite(pool) => pool.status(),
+        };
+        PoolStatus {
+            max_size: status.max_size,
+            size: status.size,
+            available: status.available,
+            waiting: status.waiting,
+        }
+    }
+
+    /// Closes the pool: waiting and later calls fail with [`StoreError::Unavailable`], idle connections are
+    /// dropped, connections in use are dropped when returned. For graceful shutdown.
+    pub fn close(&self) {
+        match &self.pools {
+            Pools::Postgres(pool) => pool.close(),
+            Pools::Sqlite(pool) => pool.close(),
+        }
+    }
+
+    /// Checks that a connection can be had and answers (`/readyz`).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        with_conn!(self, |conn| {
+            diesel::select(1_i32.into_sql::<diesel::sql_types::Integer>())
+                .execute(conn)
+                .await?;
+            Ok(())
+        })
+    }
+
+    // ---- users ----
+
+    /// Registers a user. A taken email fails with [`StoreError::UniqueViolation`].
+    pub async fn create_user(&self, new: NewUser) -> Result<User, StoreError> {
+        let now = task_domain::normalize(new.now);
+        with_conn!(self, |conn| {
+            diesel::insert_into(users::table)
+                .values((
+                    users::id.eq(DbUuid::from(new.id)),
+                    users::email.eq(new.email.as_str()),
+                    users::password_hash.eq(&new.password_hash),
+                    users::created_at.eq(now),
+                    users::updated_at.eq(now),
+                ))
+                .execute(conn)
+                .await?;
+        });
+        Ok(User {
+            id: new.id,
+            email: new.email,
+            password_hash: new.password_hash,
+            created_at: now,
+            updated_at: now,
+        })
+    }
+
+    /// The user with this (normalized) email, if any.
+    pub async fn find_user_by_email(&self, email: &Email) -> Result<Option<User>, StoreError> {
+        let row: Option<UserRow> = with_conn!(self, |conn| {
+            users::table
+                .filter(users::email.eq(email.as_str()))
+                .first(conn)
+                .await
+                .optional()?
+        });
+        row.map(User::try_from).transpose()
+    }
+
+    /// The user with this id, if any.
+    pub async fn find_user(&self, id: UserId) -> Result<Option<User>, StoreError> {
+        let row: Option<UserRow> = with_conn!(self, |conn| {
+            users::table
+                .find(DbUuid::from(id))
+                .first(conn)
+                .await
+                .optional()?
+        });
+        row.map(User::try_from).transpose()
+    }
+
+    // ---- tasks ----
+
+    /// Stores a new task (made with `Task::create`) and `outbox` in one transaction. A user that does not
+    /// exist fails with [`StoreError::ForeignKeyViolation`].
+    pub async fn insert_task(
+        &self,
+        task: &Task,
+        outbox: &[NewOutboxMessage],
+    ) -> Result<(), StoreError> {
+        let now = task_domain::normalize(OffsetDateTime::now_utc());
+        in_transaction!(self, |conn| {
+            diesel::insert_into(tasks::table)
+                .values((
+                    tasks::id.eq(DbUuid::from(task.id())),
+                    tasks::user_id.eq(DbUuid::from(task.user_id())),
+                    tasks::title.eq(task.title().as_str()),
+                    tasks::completed.eq(task.completed()),
+                    tasks::created_at.eq(task.created_at()),
+                    tasks::updated_at.eq(task.updated_at()),
+                    tasks::due_date.eq(task.due_date().map(|due| due.instant())),
+                ))
+                .execute(conn)
+                .await?;
+            insert_outbox!(conn, outbox, now);
+            Ok::<_, StoreError>(())
+        })
+    }
+
+    /// The task with this id, whoever owns it ([`StoreError::NotFound`] when there is none).
+    pub async fn get_task(&self, id: TaskId) -> Result<Task, StoreError> {
+        let row: TaskRow = with_conn!(self, |conn| {
+            tasks::table.find(DbUuid::from(id)).first(conn).await?
+        });
+        Task::try_from(row)
+    }
+
+    /// The user's tasks, newest first (`created_at` descending, then id), optionally only completed or only
+    /// open ones.
+    pub async fn list_tasks(
+        &self,
+        user_id: UserId,
+        completed: Option<bool>,
+    ) -> Result<Vec<Task>, StoreError> {
+        let rows: Vec<TaskRow> = with_conn!(self, |conn| {
+            let mut query = tasks::table
+                .filter(tasks::user_id.eq(DbUuid::from(user_id)))
+                .into_boxed();
+            if let Some(completed) = completed {
+                query = query.filter(tasks::completed.eq(completed));
+            }
+            query
+                .order((tasks::created_at.desc(), tasks::id.desc()))
+                .load(conn)
+                .await?
+        });
+        into_tasks(rows)
+    }
+
+    /// Read-modify-write of one task in one transaction: locks the row, calls `change` with the current task
+    /// (it checks ownership, applies a domain operation and returns the events and outbox rows), writes the task
+    /// back if it changed, writes the outbox rows, and commits. Returns the task as stored and the closure's value.
+    ///
+    /// No such task: `E::from(StoreError::NotFound)`. An `Err` from `change` rolls back and is returned as is.
+    pub async fn update_task<T, E, F>(&self, id: TaskId, change: F) -> Result<(Task, T), E>
+    where
+        F: FnOnce(&mut Task) -> Result<Staged<T>, E> + Send,
+        T: Send,
+        E: From<StoreError> + Send,
+    {
+        let now = task_domain::normalize(OffsetDateTime::now_utc());
+        let res: Result<(Task, T), TxError<E>> = in_transaction!(self, |conn| {
+            let row = BackendQueries::lock_task(conn, DbUuid::from(id))
+                .await?
+                .ok_or(StoreError::NotFound)?;
+            let before = Task::try_from(row)?;
+            let mut task = before.clone();
+            let staged = change(&mut task).map_err(TxError::Caller)?;
+            if task != before {
+                diesel::update(tasks::table.find(DbUuid::from(id)))
+                    .set((
+                        tasks::title.eq(task.title().as_str()),
+                        tasks::completed.eq(task.completed()),
+                        tasks::due_date.eq(task.due_date().map(|due| due.instant())),
+                        tasks::updated_at.eq(task.updated_at()),
+                    ))
+                    .execute(conn)
+                    .await?;
+            }
+            insert_outbox!(conn, &staged.outbox, now);
+            Ok((task, staged.value))
+        });
+        res.map_err(TxError::into_caller)
+    }
+
+    /// Deletes one task in one transaction: locks the row, calls `decide` with it (ownership check, events,
+    /// outbox rows), deletes it and writes the outbox rows. Returns the deleted task and the closure's value.
+    ///
+    /// No such task: `E::from(StoreError::NotFound)`. An `Err` from `decide` rolls back and is returned as is.
+    pub async fn delete_task<T, E, F>(&self, id: TaskId, decide: F) -> Result<(Task, T), E>
+    where
+        F: FnOnce(&Task) -> Result<Staged<T>, E> + Send,
+        T: Send,
+        E: From<StoreError> + Send,
+    {
+        let now = task_domain::normalize(OffsetDateTime::now_utc());
+        let res: Result<(Task, T), TxError<E>> = in_transaction!(self, |conn| {
+            let row = BackendQueries::lock_task(conn, DbUuid::from(id))
+                .await?
+                .ok_or(StoreError::NotFound)?;
+            let task = Task::try_from(row)?;
+            let staged = decide(&task).map_err(TxError::Caller)?;
+            diesel::delete(tasks::table.find(DbUuid::from(id)))
+                .execute(conn)
+                .await?;
+            insert_outbox!(conn, &staged.outbox, now);
+            Ok((task, staged.value))
+        });
+        res.map_err(TxError::into_caller)
+    }
+
+    /// Deletes all completed tasks of `user_id` in one transaction: locks them, calls `decide` with them (oldest
+    /// first), deletes them and writes the outbox rows. Returns the removed tasks and the closure's value; with
+    /// nothing to remove, `decide` gets an empty slice.
+    pub async fn delete_completed<T, E, F>(
+        &self,
+        user_id: UserId,
+        decide: F,
+    ) -> Result<(Vec<Task>, T), E>
+    where
+        F: FnOnce(&[Task]) -> Result<Staged<T>, E> + Send,
+        T: Send,
+        E: From<StoreError> + Send,
+    {
+        let now = task_domain::normalize(OffsetDateTime::now_utc());
+        let res: Result<(Vec<Task>, T), TxError<E>> = in_transaction!(self, |conn| {
+            let rows = BackendQueries::lock_completed(conn, DbUuid::from(user_id)).await?;
+            let removed = into_tasks(rows)?;
+            let staged = decide(&removed).map_err(TxError::Caller)?;
+            let ids: Vec<DbUuid> = removed.iter().map(|task| DbUuid::from(task.id())).collect();
+            if !ids.is_empty() {
+                diesel::delete(tasks::table.filter(tasks::id.eq_any(&ids)))
+                    .execute(conn)
+                    .await?;
+            }
+            insert_outbox!(conn, &staged.outbox, now);
+            Ok((removed, staged.value))
+        });
+        res.map_err(TxError::into_caller)
+    }
+
+    // ---- outbox ----
+
+    /// Writes outbox rows on their own (mutations write theirs through [`Staged`] or `insert_task`).
+    pub async fn enqueue_outbox(&self, messages: &[NewOutboxMessage]) -> Result<(), StoreError> {
+        let now = task_domain::normalize(OffsetDateTime::now_utc());
+        in_transaction!(self, |conn| {
+            insert_outbox!(conn, messages, now);
+            Ok::<_, StoreError>(())
+        })
+    }
+
+    /// Claims up to `limit` deliverable rows for `lease`: sets their `claimed_until` to `now + lease` and returns
+    /// them in insertion order (`seq`).
+    ///
+    /// A row is deliverable when it was not moved aside and no row of its partition key is waiting for a retry
+    /// (`next_attempt_at > now`) or leased by someone (`claimed_until > now`): the rows of one partition key are
+    /// handed out in order and never overtake a failed one. On PostgreSQL claims are serialized with a
+    /// transaction-scoped advisory lock and rows are locked `FOR UPDATE SKIP LOCKED`, so several relays can run.
+    pub async fn claim_outbox(
+        &self,
+        limit: usize,
+        lease: Duration,
+        now: OffsetDateTime,
+    ) -> Result<Vec<OutboxMessage>, StoreError> {
+        let now = task_domain::normalize(now);
+        let lease_until = task_domain::normalize(now + lease);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows: Vec<OutboxRow> = in_transaction!(self, |conn| {
+            let rows = BackendQueries::claim_candidates(conn, now, limit).await?;
+            let ids: Vec<DbUuid> = rows.iter().map(|row| row.id).collect();
+            if !ids.is_empty() {
+                diesel::update(event_outbox::table.filter(event_outbox::id.eq_any(&ids)))
+                    .set(event_outbox::claimed_until.eq(Some(lease_until)))
+                    .execute(conn)
+                    .await?;
+            }
+            Ok::<_, StoreError>(rows)
+        })?;
+        Ok(rows
+            .into_iter()
+            .map(|row| OutboxMessage {
+                claimed_until: Some(lease_until),
+                ..OutboxMessage::from(row)
+            })
+            .collect())
+    }
+
+    /// Deletes delivered rows; returns how many existed.
+    pub async fn mark_outbox_delivered(&self, ids: &[Uuid]) -> Result<usize, StoreError> {
+        let ids: Vec<DbUuid> = ids.iter().copied().map(DbUuid).collect();
+        with_conn!(self, |conn| {
+            Ok(
+                diesel::delete(event_outbox::table.filter(event_outbox::id.eq_any(&ids)))
+                    .execute(conn)
+                    .await?,
+            )
+        })
+    }
+
+    /// Gives claimed rows back without counting an attempt (a relay skipping the rest of a partition after a
+    /// failure, or shutting down); returns how many existed.
+    pub async fn release_outbox(&self, ids: &[Uuid]) -> Result<usize, StoreError> {
+        let ids: Vec<DbUuid> = ids.iter().copied().map(DbUuid).collect();
+        with_conn!(self, |conn| {
+            Ok(
+                diesel::update(event_outbox::table.filter(event_outbox::id.eq_any(&ids)))
+                    .set(event_outbox::claimed_until.eq(None::<OffsetDateTime>))
+                    .execute(conn)
+                    .await?,
+            )
+        })
+    }
+
+    /// Records a failed delivery: one more attempt, `last_error` (cut to 2000 characters), the lease released.
+    /// Below `max_attempts` the row becomes claimable again at `retry_at`; at `max_attempts` it is moved aside
+    /// (`failed_at = now`) and never claimed again. [`StoreError::NotFound`] if the row is gone.
+    pub async fn record_outbox_failure(
+        &self,
+        id: Uuid,
+        error: &str,
+        retry_at: OffsetDateTime,
+        max_attempts: u32,
+        now: OffsetDateTime,
+    ) -> Result<FailureOutcome, StoreError> {
+        let error = truncate_error(error);
+        let now = task_domain::normalize(now);
+        let retry_at = task_domain::normalize(retry_at);
+        in_transaction!(self, |conn| {
+            let attempts: i32 = event_outbox::table
+                .find(DbUuid(id))
+                .select(event_outbox::attempts)
+                .first(conn)
+                .await?;
+            let attempts = u32::try_from(attempts).unwrap_or(0).saturating_add(1);
+            let moved_aside = attempts >= max_attempts;
+            diesel::update(event_outbox::table.find(DbUuid(id)))
+                .set((
+                    event_outbox::attempts.eq(i32::try_from(attempts).unwrap_or(i32::MAX)),
+                    event_outbox::last_error.eq(Some(&error)),
+                    event_outbox::claimed_until.eq(None::<OffsetDateTime>),
+                    event_outbox::next_attempt_at.eq(retry_at),
+                    event_outbox::failed_at.eq(moved_aside.then_some(now)),
+                ))
+                .execute(conn)
+                .await?;
+            Ok::<_, StoreError>(if moved_aside {
+                FailureOutcome::MovedAside { attempts }
+            } else {
+                FailureOutcome::Retry { attempts }
+            })
+        })
+    }
+
+    /// How many rows wait for delivery and how many were moved aside.
+    pub async fn outbox_counts(&self) -> Result<OutboxCounts, StoreError> {
+        let (pending, failed): (i64, i64) = with_conn!(self, |conn| {
+            let pending = event_outbox::table
+                .filter(event_outbox::failed_at.is_null())
+                .count()
+                .get_result(conn)
+                .await?;
+            let failed = event_outbox::table
+                .filter(event_outbox::failed_at.is_not_null())
+                .count()
+                .get_result(conn)
+                .await?;
+            (pending, failed)
+        });
+        Ok(OutboxCounts {
+            pending: u64::try_from(pending).unwrap_or(0),
+            failed: u64::try_from(failed).unwrap_or(0),
+        })
+    }
+
+    /// Every outbox row, moved-aside ones included, in insertion order: for tests and operator tooling.
+    pub async fn outbox_rows(&self) -> Result<Vec<OutboxMessage>, StoreError> {
+        let rows: Vec<OutboxRow> = with_conn!(self, |conn| {
+            event_outbox::table
+                .order(event_outbox::seq.asc())
+                .load(conn)
+                .await?
+        });
+        Ok(rows.into_iter().map(OutboxMessage::from).collect())
+    }
+}
+
+/// The statements whose SQL differs by backend.
+trait BackendQueries {
+    /// The task row, locked for the rest of the transaction.
+    async fn lock_task(&mut self, id: DbUuid) -> QueryResult<Option<TaskRow>>;
+    /// The user's completed task rows, oldest first, locked for the rest of the transaction.
+    async fn lock_completed(&mut self, user_id: DbUuid) -> QueryResult<Vec<TaskRow>>;
+    /// Deliverable outbox rows (see [`Store::claim_outbox`]), locked for the rest of the transaction.
+    async fn claim_candidates(
+        &mut self,
+        now: OffsetDateTime,
+        limit: i64,
+    ) -> QueryResult<Vec<OutboxRow>>;
+}
+
+/// The advisory lock key that serializes outbox claims across relays (an arbitrary constant: "pakaura outbox").
+const OUTBOX_CLAIM_LOCK: i64 = 0x0070_616b_6175_7261;
+
+impl BackendQueries for AsyncPgConnection {
+    async fn lock_task(&mut self, id: DbUuid) -> QueryResult<Option<TaskRow>> {
+        use crate::schema::pg::tasks;
+        tasks::table
+            .find(id)
+            .for_update()
+            .first(self)
+            .await
+            .optional()
+    }
+
+    async fn lock_completed(&mut self, user_id: DbUuid) -> QueryResult<Vec<TaskRow>> {
+        use crate::schema::pg::tasks;
+        tasks::table
+            .filter(tasks::user_id.eq(user_id))
+            .filter(tasks::completed.eq(true))
+            .order((tasks::created_at.asc(), tasks::id.asc()))
+            .for_update()
+            .load(self)
+            .await
+    }
+
+    async fn claim_candidates(
+        &mut self,
+        now: OffsetDateTime,
+        limit: i64,
+    ) -> QueryResult<Vec<OutboxRow>> {
+        use crate::schema::pg::event_outbox as outbox;
+        diesel::sql_query("SELECT pg_advisory_xact_lock($1)")
+            .bind::<diesel::sql_types::BigInt, _>(OUTBOX_CLAIM_LOCK)
+            .execute(self)
+            .await?;
+        let blocker = diesel::alias!(outbox as blocker);
+        let blocked = blocker
+            .select(blocker.field(outbox::partition_key))
+            .filter(blocker.field(outbox::failed_at).is_null())
+            .filter(
+                blocker.field(outbox::next_attempt_at).gt(now).or(blocker
+                    .field(outbox::claimed_until)
+                    .gt(now)
+                    .assume_not_null()),
+            );
+        outbox::table
+            .filter(outbox::failed_at.is_null())
+            .filter(outbox::partition_key.ne_all(blocked))
+            .order(outbox::seq.asc())
+            .limit(limit)
+            .for_update()
+            .skip_locked()
+            .load(self)
+            .await
+    }
+}
+
+/// SQLite: the transaction is `BEGIN IMMEDIATE`, so the whole database is write-locked already and a plain
+/// `SELECT` reads rows no one else can change before commit.
+impl BackendQueries for SqliteConn {
+    async fn lock_task(&mut self, id: DbUuid) -> QueryResult<Option<TaskRow>> {
+        use crate::schema::sqlite::tasks;
+        tasks::table.find(id).first(self).await.optional()
+    }
+
+    async fn lock_completed(&mut self, user_id: DbUuid) -> QueryResult<Vec<TaskRow>> {
+        use crate::schema::sqlite::tasks;
+        tasks::table
+            .filter(tasks::user_id.eq(user_id))
+            .filter(tasks::completed.eq(true))
+            .order((tasks::created_at.asc(), tasks::id.asc()))
+            .load(self)
+            .await
+    }
+
+    async fn claim_candidates(
+        &mut self,
+        now: OffsetDateTime,
+        limit: i64,
+    ) -> QueryResult<Vec<OutboxRow>> {
+        use crate::schema::sqlite::event_outbox as outbox;
+        let blocker = diesel::alias!(outbox as blocker);
+        let blocked = blocker
+            .select(blocker.field(outbox::partition_key))
+            .filter(blocker.field(outbox::failed_at).is_null())
+            .filter(
+                blocker.field(outbox::next_attempt_at).gt(now).or(blocker
+                    .field(outbox::claimed_until)
+                    .gt(now)
+                    .assume_not_null()),
+            );
+        outbox::table
+            .filter(outbox::failed_at.is_null())
+            .filter(outbox::partition_key.ne_all(blocked))
+            .order(outbox::seq.asc())
+            .limit(limit)
+            .load(self)
+            .await
+    }
+}

@@ -1,0 +1,271 @@
+//! Behaviour specific to one backend: migrations over existing databases, connection setup, unreachable servers.
+
+use std::time::{Duration, Instant};
+
+use diesel::QueryableByName;
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use task_store::{Backend, DbConfig, Store, StoreError};
+
+use crate::support::{TestDb, admin_execute, logger, small_pool, test_database_url, with_database};
+
+#[tokio::test]
+async fn an_unreachable_postgres_is_unavailable_within_the_create_timeout() {
+    let config = DbConfig {
+        create_timeout_ms: 2_000,
+        ..small_pool("postgres://pakaura@127.0.0.1:1/none".to_owned())
+    };
+    let store = Store::open(&config, &logger())
+        .await
+        .expect("opening PostgreSQL does not connect yet");
+    assert_eq!(store.backend(), Backend::Postgres);
+    let started = Instant::now();
+    let res = store.ping().await;
+    assert!(matches!(res, Err(StoreError::Unavailable(_))), "{res:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn bad_settings_are_refused_naming_the_key() {
+    let cases = [
+        (
+            DbConfig {
+                pool_size: 1,
+                ..DbConfig::default()
+            },
+            "pool_size",
+        ),
+        (
+            DbConfig {
+                wait_timeout_ms: 0,
+                ..DbConfig::default()
+            },
+            "wait_timeout_ms",
+        ),
+        (DbConfig::with_url("mysql://localhost/db"), "url"),
+        (DbConfig::with_url("sqlite://"), "url"),
+    ];
+    for (config, key) in cases {
+        match Store::open(&config, &logger()).await {
+            Err(task_store::OpenError::Config { key: named, .. }) => assert_eq!(named, key),
+            other => panic!("expected a config error for {key}, got {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn sqlite_files_are_created_in_wal_mode_and_reopened_without_migrating_again() {
+    let dir = std::env::temp_dir().join(format!(
+        "task-store-reopen-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
+    let path = dir.join("nested").join("pakaura.db");
+    let config = small_pool(format!("sqlite://{}", path.display()));
+    let store = Store::open(&config, &logger())
+        .await
+        .expect("first open creates and migrates");
+    assert!(path.exists());
+    assert!(
+        dir.join("nested").join("pakaura.db-wal").exists(),
+        "WAL mode leaves a -wal file"
+    );
+    drop(store);
+    let applied = task_store::run_pending(&config, &logger())
+        .await
+        .expect("second migration run");
+    assert!(applied.is_empty(), "{applied:?}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn postgres_connections_carry_the_application_name_and_statement_timeout() {
+    #[derive(QueryableByName)]
+    struct Setting {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        value: String,
+    }
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    db.store.ping().await.unwrap();
+    let admin_url = test_database_url().expect("set for a PostgreSQL test");
+    let name = db
+        .postgres_name()
+        .expect("a PostgreSQL test database")
+        .to_owned();
+    let mut admin = AsyncPgConnection::establish(&admin_url).await.unwrap();
+    let names: Vec<Setting> = diesel::sql_query(format!(
+        "SELECT application_name AS value FROM pg_stat_activity WHERE datname = '{name}'"
+    ))
+    .load(&mut admin)
+    .await
+    .unwrap();
+    assert!(
+        !names.is_empty() && names.iter().all(|row| row.value == "pakaura-task-api"),
+        "{:?}",
+        names.iter().map(|row| &row.value).collect::<Vec<_>>()
+    );
+    drop(admin);
+
+    let mut direct = AsyncPgConnection::establish(&with_database(&admin_url, &name))
+        .await
+        .unwrap();
+    let default_timeout: Vec<Setting> =
+        diesel::sql_query("SELECT current_setting('statement_timeout') AS value")
+            .load(&mut direct)
+            .await
+            .unwrap();
+    assert_eq!(
+        default_timeout[0].value, "0",
+        "a plain connection has no timeout: the pool sets it"
+    );
+    drop(direct);
+    db.finish().await;
+}
+
+#[tokio::test]
+async fn migrating_a_database_of_the_original_service_keeps_its_rows() {
+    let Some(admin_url) = test_database_url() else {
+        return;
+    };
+    let name = format!("task_store_test_{}", uuid::Uuid::new_v4().simple());
+    admin_execute(&admin_url, &format!("CREATE DATABASE {name}"))
+        .await
+        .unwrap();
+    let url = with_database(&admin_url, &name);
+    let mut conn = AsyncPgConnection::establish(&url).await.unwrap();
+    // The original service's schema (no due_date, no outbox) with one user and one task.
+    diesel_async::SimpleAsyncConnection::batch_execute(
+        &mut conn,
+        "CREATE TABLE users (id UUID PRIMARY KEY, email VARCHAR(255) NOT NULL UNIQUE,
+             password_hash VARCHAR(255) NOT NULL, created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+             updated_at TIMESTAMPTZ NOT NULL DEFAULT now());
+         CREATE TABLE tasks (id UUID PRIMARY KEY, user_id UUID NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+             title VARCHAR(500) NOT NULL CHECK (length(trim(title)) > 0), completed BOOLEAN NOT NULL DEFAULT false,
+             created_at TIMESTAMPTZ NOT NULL DEFAULT now(), updated_at TIMESTAMPTZ NOT NULL DEFAULT now());
+         INSERT INTO users (id, email, password_hash)
+             VALUES ('00000000-0000-4000-8000-000000000001', 'old@example.com', '$2b$12$abcdefghijklmnopqrstuv');
+         INSERT INTO tasks (id, user_id, title, completed)
+             VALUES ('00000000-0000-4000-8000-000000000002', '00000000-0000-4000-8000-000000000001', 'legacy', true);",
+    )
+    .await
+    .unwrap();
+    drop(conn);
+
+    let config = small_pool(url);
+    let applied = task_store::run_pending(&config, &logger()).await.unwrap();
+    assert_eq!(applied.len(), 3, "{applied:?}");
+    assert!(
+        task_store::run_pending(&config, &logger())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    let store = Store::open(&config, &logger()).await.unwrap();
+    let user_id = task_domain::UserId::from_uuid(uuid::Uuid::from_u128(
+        0x0000_0000_0000_4000_8000_0000_0000_0001,
+    ));
+    let tasks = store.list_tasks(user_id, None).await.unwrap();
+    assert_eq!(tasks.len(), 1);
+    assert_eq!(tasks[0].title().as_str(), "legacy");
+    assert!(tasks[0].completed());
+    assert_eq!(tasks[0].due_date(), None);
+    let user = store
+        .find_user(user_id)
+        .await
+        .unwrap()
+        .expect("the legacy user");
+    assert_eq!(user.email.as_str(), "old@example.com");
+    drop(store);
+    admin_execute(
+        &admin_url,
+        &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+    )
+    .await
+    .unwrap();
+}
+
+/// The relay runs the outbox operations on spawned tasks, so their futures must be `Send + 'static` when they own
+/// a clone of the store; this runs each one that way.
+#[tokio::test]
+async fn store_operations_run_on_spawned_tasks() {
+    fn spawned<F>(future: F) -> tokio::task::JoinHandle<F::Output>
+    where
+        F: std::future::Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        tokio::spawn(future)
+    }
+    let db = TestDb::sqlite().await;
+    let message = task_store::NewOutboxMessage {
+        id: uuid::Uuid::new_v4(),
+        topic: "task-events".to_owned(),
+        partition_key: "p".to_owned(),
+        payload: "{}".to_owned(),
+    };
+    let store = db.store.clone();
+    spawned(async move { store.enqueue_outbox(&[message]).await })
+        .await
+        .unwrap()
+        .unwrap();
+    let now = time::OffsetDateTime::now_utc();
+    let store = db.store.clone();
+    let claimed = spawned(async move { store.claim_outbox(5, Duration::from_secs(10), now).await })
+        .await
+        .unwrap()
+        .unwrap();
+    let id = claimed[0].id;
+    let store = db.store.clone();
+    spawned(async move { store.release_outbox(&[id]).await })
+        .await
+        .unwrap()
+        .unwrap();
+    let store = db.store.clone();
+    let outcome = spawned(async move { store.record_outbox_failure(id, "x", now, 5, now).await })
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(outcome, task_store::FailureOutcome::Retry { attempts: 1 });
+    let store = db.store.clone();
+    assert_eq!(
+        spawned(async move { store.mark_outbox_delivered(&[id]).await })
+            .await
+            .unwrap()
+            .unwrap(),
+        1
+    );
+    let store = db.store.clone();
+    let counts = spawned(async move { store.outbox_counts().await })
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        counts,
+        task_store::OutboxCounts {
+            pending: 0,
+            failed: 0
+        }
+    );
+    let store = db.store.clone();
+    spawned(async move { store.ping().await })
+        .await
+        .unwrap()
+        .unwrap();
+    db.finish().await;
+}
+
+#[tokio::test]
+async fn a_closed_store_is_unavailable() {
+    let db = TestDb::sqlite().await;
+    let status = db.store.pool_status();
+    assert_eq!(status.max_size, 4);
+    assert!(status.size >= 1, "opening checked a connection: {status:?}");
+    db.store.close();
+    let res = db.store.ping().await;
+    assert!(matches!(res, Err(StoreError::Unavailable(_))), "{res:?}");
+    db.finish().await;
+}

@@ -1,0 +1,637 @@
+//! The storage contract: what both backends must do the same way. Each function gets a freshly migrated store.
+
+use std::time::Duration;
+
+use task_domain::{DueDate, Email, Task, TaskEvent, TaskId, TaskPatch, TaskTitle, UserId};
+use task_store::{
+    FailureOutcome, NewOutboxMessage, NewUser, OutboxCounts, Staged, Store, StoreError, User,
+};
+use time::OffsetDateTime;
+use time::macros::datetime;
+use uuid::Uuid;
+
+const T0: OffsetDateTime = datetime!(2026-02-01 10:00:00.123456 UTC);
+
+/// The error type of the test closures: the store's, or the closure's own refusal.
+#[derive(Debug)]
+enum TestError {
+    Store(#[expect(dead_code, reason = "read through Debug in assertion messages")] StoreError),
+    Forbidden,
+}
+
+impl From<StoreError> for TestError {
+    fn from(err: StoreError) -> Self {
+        Self::Store(err)
+    }
+}
+
+async fn user(store: &Store, email: &str) -> User {
+    store
+        .create_user(NewUser {
+            id: UserId::new_v4(),
+            email: Email::parse(email).expect("test emails are valid"),
+            password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".to_owned(),
+            now: T0,
+        })
+        .await
+        .expect("create user")
+}
+
+fn title(text: &str) -> TaskTitle {
+    TaskTitle::parse(text).expect("test titles are valid")
+}
+
+async fn task(store: &Store, owner: &User, text: &str, at: OffsetDateTime) -> Task {
+    let (task, _) = Task::create(TaskId::new_v4(), owner.id, title(text), None, at);
+    store.insert_task(&task, &[]).await.expect("insert task");
+    task
+}
+
+/// One outbox message per event, the way `task-api` writes them (payload content is opaque to the store).
+fn messages(task: &Task, events: &[TaskEvent]) -> Vec<NewOutboxMessage> {
+    events
+        .iter()
+        .map(|event| NewOutboxMessage {
+            id: Uuid::new_v4(),
+            topic: if matches!(event, TaskEvent::Sync(_)) {
+                "task-updates"
+            } else {
+                "task-events"
+            }
+            .to_owned(),
+            partition_key: task.user_id().to_string(),
+            payload: format!("{{\"event\":\"{event:?}\",\"task_id\":\"{}\"}}", task.id()),
+        })
+        .collect()
+}
+
+fn message(partition_key: &str, payload: &str) -> NewOutboxMessage {
+    NewOutboxMessage {
+        id: Uuid::new_v4(),
+        topic: "task-events".to_owned(),
+        partition_key: partition_key.to_owned(),
+        payload: payload.to_owned(),
+    }
+}
+
+fn payloads(rows: &[task_store::OutboxMessage]) -> Vec<&str> {
+    rows.iter().map(|row| row.payload.as_str()).collect()
+}
+
+pub(crate) async fn users_are_created_and_found_by_normalized_email_and_id(store: &Store) {
+    let created = user(store, " Alice@Example.com ").await;
+    assert_eq!(created.email.as_str(), "alice@example.com");
+    assert_eq!(created.created_at, T0);
+
+    let by_email = store
+        .find_user_by_email(&Email::parse("ALICE@example.COM").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(by_email.as_ref(), Some(&created));
+    let by_id = store.find_user(created.id).await.unwrap();
+    assert_eq!(by_id.as_ref(), Some(&created));
+
+    assert_eq!(store.find_user(UserId::new_v4()).await.unwrap(), None);
+    assert_eq!(
+        store
+            .find_user_by_email(&Email::parse("bob@example.com").unwrap())
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+pub(crate) async fn a_taken_email_is_a_unique_violation(store: &Store) {
+    user(store, "carol@example.com").await;
+    let again = store
+        .create_user(NewUser {
+            id: UserId::new_v4(),
+            email: Email::parse("CAROL@example.com").unwrap(),
+            password_hash: "x".to_owned(),
+            now: T0,
+        })
+        .await;
+    match again {
+        Err(StoreError::UniqueViolation { constraint }) => {
+            assert!(constraint.contains("email"), "{constraint}")
+        }
+        other => panic!("expected a unique violation, got {other:?}"),
+    }
+}
+
+pub(crate) async fn a_task_round_trips_with_its_due_date_and_timestamps(store: &Store) {
+    let owner = user(store, "dave@example.com").await;
+    let due = DueDate::new(datetime!(2026-03-04 05:06:07.891011 +02:00));
+    let (created, _) = Task::create(
+        TaskId::new_v4(),
+        owner.id,
+        title("  Ship it  "),
+        Some(due),
+        T0,
+    );
+    store.insert_task(&created, &[]).await.unwrap();
+
+    let stored = store.get_task(created.id()).await.unwrap();
+    assert_eq!(stored, created);
+    assert_eq!(stored.title().as_str(), "Ship it");
+    assert_eq!(stored.due_date(), Some(due));
+    assert_eq!(stored.created_at(), T0);
+    assert!(!stored.completed());
+}
+
+pub(crate) async fn a_missing_task_is_not_found(store: &Store) {
+    assert!(matches!(
+        store.get_task(TaskId::new_v4()).await,
+        Err(StoreError::NotFound)
+    ));
+}
+
+pub(crate) async fn tasks_are_listed_newest_first_per_user_with_the_completed_filter(
+    store: &Store,
+) {
+    let owner = user(store, "erin@example.com").await;
+    let other = user(store, "frank@example.com").await;
+    let first = task(store, &owner, "first", T0).await;
+    let second = task(store, &owner, "second", T0 + Duration::from_secs(1)).await;
+    let third = task(
+        store,
+        &owner,
+        "third",
+        T0 + Duration::from_micros(1_000_001),
+    )
+    .await;
+    task(store, &other, "not mine", T0 + Duration::from_secs(5)).await;
+    store
+        .update_task(second.id(), |task| {
+            Ok::<_, StoreError>(Staged::new(task.complete(T0 + Duration::from_secs(9))))
+        })
+        .await
+        .unwrap();
+
+    let titles = |tasks: Vec<Task>| {
+        tasks
+            .iter()
+            .map(|task| task.title().to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        titles(store.list_tasks(owner.id, None).await.unwrap()),
+        ["third", "second", "first"]
+    );
+    assert_eq!(
+        titles(store.list_tasks(owner.id, Some(true)).await.unwrap()),
+        ["second"]
+    );
+    assert_eq!(
+        titles(store.list_tasks(owner.id, Some(false)).await.unwrap()),
+        ["third", "first"]
+    );
+    assert_eq!(
+        titles(store.list_tasks(UserId::new_v4(), None).await.unwrap()),
+        Vec::<String>::new()
+    );
+    let _ = (first, third);
+}
+
+pub(crate) async fn a_task_for_an_unknown_user_is_a_foreign_key_violation(store: &Store) {
+    let (orphan, _) = Task::create(
+        TaskId::new_v4(),
+        UserId::new_v4(),
+        title("orphan"),
+        None,
+        T0,
+    );
+    let res = store.insert_task(&orphan, &[message("p", "x")]).await;
+    assert!(
+        matches!(res, Err(StoreError::ForeignKeyViolation { .. })),
+        "{res:?}"
+    );
+    assert_eq!(
+        store.outbox_counts().await.unwrap(),
+        OutboxCounts {
+            pending: 0,
+            failed: 0
+        },
+        "rolled back"
+    );
+}
+
+pub(crate) async fn an_update_writes_the_task_and_its_outbox_rows_together(store: &Store) {
+    let owner = user(store, "gina@example.com").await;
+    let before = task(store, &owner, "draft", T0).await;
+    let due = DueDate::new(T0 + Duration::from_secs(3600));
+    let later = T0 + Duration::from_secs(60);
+    let patch = TaskPatch {
+        title: Some(title("final")),
+        completed: Some(true),
+        due_date: Some(Some(due)),
+    };
+
+    let (updated, events) = store
+        .update_task(before.id(), |task| {
+            let events = task.update(patch, later);
+            let outbox = messages(task, &events);
+            Ok::<_, StoreError>(Staged::new(events).with_outbox(outbox))
+        })
+        .await
+        .unwrap();
+
+    assert_eq!(events.len(), 4, "{events:?}");
+    assert_eq!(updated.title().as_str(), "final");
+    assert_eq!(store.get_task(before.id()).await.unwrap(), updated);
+    assert_eq!(updated.updated_at(), later);
+    assert_eq!(updated.created_at(), T0);
+    let rows = store.outbox_rows().await.unwrap();
+    assert_eq!(rows.len(), 4);
+    assert!(
+        rows.windows(2).all(|pair| pair[0].seq < pair[1].seq),
+        "insertion order is kept"
+    );
+    assert!(rows[0].payload.contains("Updated"), "{}", rows[0].payload);
+    assert!(rows[3].payload.contains("Sync"), "{}", rows[3].payload);
+    assert!(
+        rows.iter()
+            .all(|row| row.partition_key == owner.id.to_string() && row.attempts == 0)
+    );
+}
+
+pub(crate) async fn a_rejected_update_rolls_back_the_change_and_the_outbox(store: &Store) {
+    let owner = user(store, "hank@example.com").await;
+    let before = task(store, &owner, "keep me", T0).await;
+    let stranger = UserId::new_v4();
+
+    let res = store
+        .update_task(before.id(), |task| {
+            let events = task.update(
+                TaskPatch {
+                    title: Some(title("hijacked")),
+                    ..TaskPatch::default()
+                },
+                T0,
+            );
+            let _outbox = messages(task, &events);
+            if task.user_id() != stranger {
+                return Err(TestError::Forbidden);
+            }
+            Ok(Staged::new(events))
+        })
+        .await;
+
+    assert!(matches!(res, Err(TestError::Forbidden)), "{res:?}");
+    assert_eq!(store.get_task(before.id()).await.unwrap(), before);
+    assert_eq!(store.outbox_counts().await.unwrap().pending, 0);
+}
+
+pub(crate) async fn an_update_that_changes_nothing_writes_nothing(store: &Store) {
+    let owner = user(store, "iris@example.com").await;
+    let before = task(store, &owner, "same", T0).await;
+    let (after, events) = store
+        .update_task(before.id(), |task| {
+            let events = task.update(
+                TaskPatch {
+                    title: Some(title("same")),
+                    ..TaskPatch::default()
+                },
+                T0 + Duration::from_secs(5),
+            );
+            let outbox = messages(task, &events);
+            Ok::<_, StoreError>(Staged::new(events).with_outbox(outbox))
+        })
+        .await
+        .unwrap();
+    assert!(events.is_empty());
+    assert_eq!(after, before);
+    assert_eq!(store.get_task(before.id()).await.unwrap().updated_at(), T0);
+    assert_eq!(store.outbox_counts().await.unwrap().pending, 0);
+}
+
+pub(crate) async fn updating_or_deleting_a_missing_task_is_not_found(store: &Store) {
+    let update = store
+        .update_task(TaskId::new_v4(), |_| Ok::<_, StoreError>(Staged::new(())))
+        .await;
+    assert!(matches!(update, Err(StoreError::NotFound)), "{update:?}");
+    let delete = store
+        .delete_task(TaskId::new_v4(), |_| Ok::<_, StoreError>(Staged::new(())))
+        .await;
+    assert!(matches!(delete, Err(StoreError::NotFound)), "{delete:?}");
+}
+
+pub(crate) async fn concurrent_updates_of_one_task_are_serialized(store: &Store) {
+    let owner = user(store, "jack@example.com").await;
+    let shared = task(store, &owner, "x", T0).await.id();
+    let mut workers = tokio::task::JoinSet::new();
+    for letter in ["a", "b", "c", "d", "e", "f"] {
+        let store = store.clone();
+        workers.spawn(async move {
+            store
+                .update_task(shared, move |task| {
+                    let appended = title(&format!("{}{letter}", task.title()));
+                    let events = task.update(
+                        TaskPatch {
+                            title: Some(appended),
+                            ..TaskPatch::default()
+                        },
+                        T0,
+                    );
+                    Ok::<_, StoreError>(Staged::new(events))
+                })
+                .await
+        });
+    }
+    while let Some(res) = workers.join_next().await {
+        res.expect("worker ran").expect("update committed");
+    }
+    let stored = store.get_task(shared).await.unwrap();
+    let mut letters: Vec<char> = stored.title().as_str().chars().collect();
+    letters.sort_unstable();
+    assert_eq!(
+        letters.into_iter().collect::<String>(),
+        "abcdefx",
+        "no update was lost"
+    );
+}
+
+pub(crate) async fn a_delete_removes_the_row_and_writes_the_outbox(store: &Store) {
+    let owner = user(store, "kate@example.com").await;
+    let (doomed, _) = Task::create(
+        TaskId::new_v4(),
+        owner.id,
+        title("doomed"),
+        Some(DueDate::new(T0 + Duration::from_secs(60))),
+        T0,
+    );
+    store.insert_task(&doomed, &[]).await.unwrap();
+
+    let refused = store
+        .delete_task(doomed.id(), |_| Err::<Staged<()>, _>(TestError::Forbidden))
+        .await;
+    assert!(matches!(refused, Err(TestError::Forbidden)));
+    assert!(
+        store.get_task(doomed.id()).await.is_ok(),
+        "a refused delete keeps the row"
+    );
+
+    let (deleted, events) = store
+        .delete_task(doomed.id(), |task| {
+            let events = task.delete();
+            let outbox = messages(task, &events);
+            Ok::<_, StoreError>(Staged::new(events).with_outbox(outbox))
+        })
+        .await
+        .unwrap();
+    assert_eq!(deleted, doomed);
+    assert_eq!(
+        events.len(),
+        3,
+        "deleted, reminder cancelled, sync: {events:?}"
+    );
+    assert!(matches!(
+        store.get_task(doomed.id()).await,
+        Err(StoreError::NotFound)
+    ));
+    assert_eq!(store.outbox_counts().await.unwrap().pending, 3);
+}
+
+pub(crate) async fn clear_completed_removes_only_the_users_completed_tasks(store: &Store) {
+    let owner = user(store, "liam@example.com").await;
+    let other = user(store, "mona@example.com").await;
+    let old_done = task(store, &owner, "old done", T0).await;
+    let open = task(store, &owner, "open", T0 + Duration::from_secs(1)).await;
+    let new_done = task(store, &owner, "new done", T0 + Duration::from_secs(2)).await;
+    let others_done = task(store, &other, "other's done", T0).await;
+    for id in [old_done.id(), new_done.id(), others_done.id()] {
+        store
+            .update_task(id, |task| {
+                Ok::<_, StoreError>(Staged::new(task.complete(T0)))
+            })
+            .await
+            .unwrap();
+    }
+
+    let (removed, count) = store
+        .delete_completed(owner.id, |tasks| {
+            let outbox = task_domain::clear_completed(tasks)
+                .into_iter()
+                .flat_map(|(id, events)| {
+                    let task = tasks
+                        .iter()
+                        .find(|task| task.id() == id)
+                        .expect("event of a removed task");
+                    messages(task, &events)
+                })
+                .collect();
+            Ok::<_, StoreError>(Staged::new(tasks.len()).with_outbox(outbox))
+        })
+        .await
+        .unwrap();
+
+    assert_eq!(count, 2);
+    let removed_titles: Vec<&str> = removed.iter().map(|task| task.title().as_str()).collect();
+    assert_eq!(removed_titles, ["old done", "new done"], "oldest first");
+    assert!(removed.iter().all(Task::completed));
+    let left: Vec<TaskId> = store
+        .list_tasks(owner.id, None)
+        .await
+        .unwrap()
+        .iter()
+        .map(Task::id)
+        .collect();
+    assert_eq!(left, [open.id()]);
+    assert_eq!(store.list_tasks(other.id, None).await.unwrap().len(), 1);
+    assert_eq!(
+        store.outbox_counts().await.unwrap().pending,
+        4,
+        "deleted + sync for each removed task"
+    );
+
+    let (none, _) = store
+        .delete_completed(owner.id, |tasks| {
+            Ok::<_, StoreError>(Staged::new(tasks.len()))
+        })
+        .await
+        .unwrap();
+    assert!(none.is_empty());
+}
+
+pub(crate) async fn inserting_a_task_writes_its_outbox_rows_in_order(store: &Store) {
+    let owner = user(store, "nina@example.com").await;
+    let (created, events) = Task::create(
+        TaskId::new_v4(),
+        owner.id,
+        title("with reminder"),
+        Some(DueDate::new(T0 + Duration::from_secs(600))),
+        T0,
+    );
+    let outbox = messages(&created, &events);
+    store.insert_task(&created, &outbox).await.unwrap();
+    let rows = store.outbox_rows().await.unwrap();
+    let ids: Vec<Uuid> = rows.iter().map(|row| row.id).collect();
+    let expected: Vec<Uuid> = outbox.iter().map(|message| message.id).collect();
+    assert_eq!(ids, expected);
+    assert_eq!(rows[2].topic, "task-updates");
+}
+
+pub(crate) async fn outbox_claims_lease_rows_and_keep_partition_order(store: &Store) {
+    store
+        .enqueue_outbox(&[message("p1", "a"), message("p1", "b"), message("p2", "c")])
+        .await
+        .unwrap();
+    let now = OffsetDateTime::now_utc();
+    let lease = Duration::from_secs(30);
+
+    let claimed = store.claim_outbox(10, lease, now).await.unwrap();
+    assert_eq!(payloads(&claimed), ["a", "b", "c"]);
+    assert!(
+        claimed
+            .iter()
+            .all(|row| row.claimed_until.is_some_and(|until| until > now))
+    );
+    assert!(
+        store.claim_outbox(10, lease, now).await.unwrap().is_empty(),
+        "leased rows are not handed out twice"
+    );
+
+    let limited = store
+        .claim_outbox(1, lease, now + Duration::from_secs(31))
+        .await
+        .unwrap();
+    assert_eq!(
+        payloads(&limited),
+        ["a"],
+        "an expired lease frees the rows, oldest first"
+    );
+
+    assert_eq!(
+        store
+            .mark_outbox_delivered(&[claimed[0].id, claimed[2].id])
+            .await
+            .unwrap(),
+        2
+    );
+    let rest = store
+        .claim_outbox(10, lease, now + Duration::from_secs(62))
+        .await
+        .unwrap();
+    assert_eq!(payloads(&rest), ["b"]);
+    assert_eq!(
+        store.outbox_counts().await.unwrap(),
+        OutboxCounts {
+            pending: 1,
+            failed: 0
+        }
+    );
+}
+
+pub(crate) async fn outbox_failures_back_off_then_move_aside(store: &Store) {
+    store
+        .enqueue_outbox(&[message("p1", "a"), message("p1", "b"), message("p2", "c")])
+        .await
+        .unwrap();
+    let now = OffsetDateTime::now_utc();
+    let lease = Duration::from_secs(30);
+    let claimed = store.claim_outbox(10, lease, now).await.unwrap();
+    let a = claimed[0].id;
+
+    let retry_at = now + Duration::from_secs(60);
+    let outcome = store
+        .record_outbox_failure(a, "sidecar said 500", retry_at, 3, now)
+        .await
+        .unwrap();
+    assert_eq!(outcome, FailureOutcome::Retry { attempts: 1 });
+    store.release_outbox(&[claimed[1].id]).await.unwrap();
+    store.mark_outbox_delivered(&[claimed[2].id]).await.unwrap();
+
+    let blocked = store
+        .claim_outbox(10, lease, now + Duration::from_secs(1))
+        .await
+        .unwrap();
+    assert!(
+        blocked.is_empty(),
+        "b waits behind a, which waits for its retry: {:?}",
+        payloads(&blocked)
+    );
+
+    let after_backoff = now + Duration::from_secs(61);
+    let again = store.claim_outbox(10, lease, after_backoff).await.unwrap();
+    assert_eq!(payloads(&again), ["a", "b"]);
+    assert_eq!(again[0].attempts, 1);
+    assert_eq!(again[0].last_error.as_deref(), Some("sidecar said 500"));
+
+    let long_error = "e".repeat(5000);
+    assert_eq!(
+        store
+            .record_outbox_failure(a, &long_error, after_backoff, 3, after_backoff)
+            .await
+            .unwrap(),
+        FailureOutcome::Retry { attempts: 2 }
+    );
+    assert_eq!(
+        store
+            .record_outbox_failure(a, "still down", after_backoff, 3, after_backoff)
+            .await
+            .unwrap(),
+        FailureOutcome::MovedAside { attempts: 3 }
+    );
+    store.release_outbox(&[again[1].id]).await.unwrap();
+    let unblocked = store.claim_outbox(10, lease, after_backoff).await.unwrap();
+    assert_eq!(
+        payloads(&unblocked),
+        ["b"],
+        "a moved-aside row no longer holds its partition back"
+    );
+    assert_eq!(
+        store.outbox_counts().await.unwrap(),
+        OutboxCounts {
+            pending: 1,
+            failed: 1
+        }
+    );
+
+    let rows = store.outbox_rows().await.unwrap();
+    let moved = rows
+        .iter()
+        .find(|row| row.id == a)
+        .expect("moved-aside rows are kept");
+    assert!(moved.failed_at.is_some());
+    assert_eq!(moved.last_error.as_deref(), Some("still down"));
+    let missing = store
+        .record_outbox_failure(Uuid::new_v4(), "x", now, 3, now)
+        .await;
+    assert!(matches!(missing, Err(StoreError::NotFound)), "{missing:?}");
+}
+
+pub(crate) async fn outbox_releases_make_rows_claimable_again(store: &Store) {
+    store.enqueue_outbox(&[message("p1", "a")]).await.unwrap();
+    let now = OffsetDateTime::now_utc();
+    let claimed = store
+        .claim_outbox(10, Duration::from_secs(300), now)
+        .await
+        .unwrap();
+    assert_eq!(store.release_outbox(&[claimed[0].id]).await.unwrap(), 1);
+    let again = store
+        .claim_outbox(10, Duration::from_secs(300), now)
+        .await
+        .unwrap();
+    assert_eq!(payloads(&again), ["a"]);
+    assert_eq!(again[0].attempts, 0, "a release is not a failed attempt");
+}
+
+pub(crate) async fn concurrent_claims_never_hand_out_a_row_twice(store: &Store) {
+    let batch: Vec<NewOutboxMessage> = (0..20)
+        .map(|n| message(&format!("p{}", n % 5), &format!("m{n:02}")))
+        .collect();
+    store.enqueue_outbox(&batch).await.unwrap();
+    let now = OffsetDateTime::now_utc();
+    let mut relays = tokio::task::JoinSet::new();
+    for _ in 0..4 {
+        let store = store.clone();
+        relays.spawn(async move { store.claim_outbox(5, Duration::from_secs(30), now).await });
+    }
+    let mut claimed = Vec::new();
+    while let Some(res) = relays.join_next().await {
+        claimed.extend(res.expect("relay ran").expect("claim committed"));
+    }
+    claimed.sort_by_key(|row| row.seq);
+    // The first claim takes the oldest row of each partition; the others find every partition leased.
+    assert_eq!(payloads(&claimed), ["m00", "m01", "m02", "m03", "m04"]);
+}
