@@ -1,1 +1,36 @@
-//! cloudevents-model.
+//! CloudEvents 1.0 events and their JSON event format, strictly validated.
+#![doc = include_str!("../README.md")]
+
+pub mod batch;
+mod data;
+mod de;
+mod error;
+mod event;
+mod extension;
+mod rules;
+mod ser;
+pub mod timestamp;
+
+#[cfg(test)]
+mod tests;
+
+pub use data::Data;
+pub use error::{BuildError, JsonKind, ParseError, Rule};
+pub use event::{CloudEvent, EventBuilder};
+pub use extension::ExtensionValue;
+
+/// Media type of one event in the JSON event format (structured content mode).
+pub const CONTENT_TYPE: &str = "application/cloudevents+json";
+
+/// Media type of a batch of events in the JSON batch format.
+pub const BATCH_CONTENT_TYPE: &str = "application/cloudevents-batch+json";
+
+/// The only `specversion` this crate reads and writes.
+pub const SPEC_VERSION: &str = "1.0";
+
+/// Whether a media type declares JSON content (`*/json` or `*/*+json`, parameters ignored, case-insensitive),
+/// the test the JSON event format applies to `datacontenttype`.
+#[must_use]
+pub fn is_json_content_type(media_type: &str) -> bool {
+    rules::content_type_is_json(media_type)
+}
