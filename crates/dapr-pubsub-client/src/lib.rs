@@ -1,1 +1,37 @@
-//! dapr-pubsub-client.
+//! Client for the Dapr sidecar's pub/sub HTTP API: publish, bulk publish, background delivery
+//! and subscriber-side types.
+#![doc = include_str!("../README.md")]
+
+mod bulk;
+mod client;
+mod config;
+mod dispatcher;
+mod error;
+mod metrics;
+mod options;
+mod subscribe;
+
+pub use crate::bulk::{BulkEntry, BulkPublishOutcome, BulkPublishResponse, FailedEntry};
+pub use crate::client::{
+    API_TOKEN_HEADER, JSON_CONTENT_TYPE, PARTITION_KEY_EXTENSION, PubSubClient,
+};
+pub use crate::config::{
+    ClientConfig, ConfigError, DAPR_API_TOKEN, DAPR_HTTP_ENDPOINT, DAPR_HTTP_PORT,
+    DEFAULT_HTTP_PORT, Secret,
+};
+pub use crate::dispatcher::{
+    Dispatcher, DispatcherConfig, ShutdownReport, SubmitError, UndeliveredEvent,
+};
+pub use crate::error::{BoxError, ErrorChain, MAX_ERROR_BODY_BYTES, PublishError};
+pub use crate::metrics::{HistogramSnapshot, LATENCY_BUCKETS_SECONDS, MetricsSnapshot};
+pub use crate::options::{
+    METADATA_PARTITION_KEY, METADATA_RAW_PAYLOAD, METADATA_TTL_IN_SECONDS, PublishOptions,
+};
+pub use crate::subscribe::{
+    AppResponse, AppStatus, BulkSubscribe, BulkSubscribeEntry, BulkSubscribeRequest,
+    BulkSubscribeResponse, BulkSubscribeResponseEntry, Routes, Rule, SUBSCRIBE_PATH, Subscription,
+    TopicEvent,
+};
+
+/// Re-export of the CloudEvents crate this client publishes.
+pub use cloudevents_model;

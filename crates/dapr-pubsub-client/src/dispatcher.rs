@@ -1,0 +1,660 @@
+//! Background delivery: a bounded queue in front of N ordered lanes that publish with retries,
+//! so that callers never wait for (or fail because of) the sidecar.
+//!
+//! - `submit` serializes the event once and never blocks; when the queue is full the event is
+//!   dropped, counted and logged, and an error value is returned that the caller may ignore.
+//! - Events are spread over `concurrency` lanes by a hash of their partition key; each lane
+//!   delivers one event at a time, so events with the same key are published in submit order.
+//!   Events without a key are spread round-robin.
+//! - Retryable failures (connect, timeout, transport, 408, 429, 5xx) are retried with exponential
+//!   backoff and jitter, with the very same bytes (so the same CloudEvent id), up to
+//!   `max_attempts` attempts.
+//! - `shutdown` stops intake, drains the queue within a deadline and reports what it could not
+//!   deliver.
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{BuildHasher, Hash, Hasher, RandomState};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use cloudevents_model::CloudEvent;
+use http::HeaderValue;
+use serde::Serialize;
+use slog::{Logger, debug, error, info, o, warn};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::client::{PubSubClient, options_for_event};
+use crate::error::{ErrorChain, PublishError};
+use crate::metrics::{Counters, MetricsSnapshot};
+use crate::options::PublishOptions;
+
+/// Settings of a [`Dispatcher`]. Build with [`DispatcherConfig::new`] and the `with_*` setters.
+///
+/// | setting | default |
+/// |---|---|
+/// | queue capacity (events waiting, all lanes together) | 10 000 |
+/// | concurrency (ordered lanes, one request in flight each) | 8 |
+/// | attempts per event (first try included) | 5 |
+/// | first backoff / backoff cap | 100 ms / 5 s |
+#[derive(Clone, Debug)]
+pub struct DispatcherConfig {
+    queue_capacity: usize,
+    concurrency: usize,
+    max_attempts: u32,
+    initial_backoff: Duration,
+    max_backoff: Duration,
+}
+
+impl Default for DispatcherConfig {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl DispatcherConfig {
+    /// The defaults listed above.
+    pub fn new() -> Self {
+        Self {
+            queue_capacity: 10_000,
+            concurrency: 8,
+            max_attempts: 5,
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(5),
+        }
+    }
+
+    /// Sets how many events may wait in the queue (at least 1).
+    pub fn with_queue_capacity(mut self, capacity: usize) -> Self {
+        self.queue_capacity = capacity.max(1);
+        self
+    }
+
+    /// Sets the number of ordered lanes, i.e. concurrent requests (at least 1).
+    pub fn with_concurrency(mut self, lanes: usize) -> Self {
+        self.concurrency = lanes.max(1);
+        self
+    }
+
+    /// Sets the attempts per event, the first one included (at least 1; 1 disables retries).
+    pub fn with_max_attempts(mut self, attempts: u32) -> Self {
+        self.max_attempts = attempts.max(1);
+        self
+    }
+
+    /// Sets the backoff before the first retry; it doubles per retry up to `max`. Each wait is
+    /// randomised between half and all of that value.
+    pub fn with_backoff(mut self, initial: Duration, max: Duration) -> Self {
+        self.initial_backoff = initial;
+        self.max_backoff = max.max(initial);
+        self
+    }
+
+    /// The queue capacity.
+    pub fn queue_capacity(&self) -> usize {
+        self.queue_capacity
+    }
+
+    /// The number of lanes.
+    pub fn concurrency(&self) -> usize {
+        self.concurrency
+    }
+
+    /// The attempts per event.
+    pub fn max_attempts(&self) -> u32 {
+        self.max_attempts
+    }
+}
+
+/// Why [`Dispatcher::submit`] did not take an event. Already counted and logged by the
+/// dispatcher: ignoring it is fine.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SubmitError {
+    /// The queue was full; the event was dropped.
+    #[error("the publish queue is full ({capacity} events); the event was dropped")]
+    QueueFull {
+        /// The queue capacity.
+        capacity: usize,
+    },
+    /// The dispatcher was shut down; the event was dropped.
+    #[error("the dispatcher is shut down; the event was dropped")]
+    Closed,
+    /// The event could not be serialized.
+    #[error("could not serialize the event to json")]
+    Serialize {
+        /// The underlying error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The content type is not a valid header value.
+    #[error("invalid content type for a publish request")]
+    InvalidContentType,
+}
+
+/// An event the dispatcher could not deliver before its shutdown deadline.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct UndeliveredEvent {
+    /// The pub/sub component name.
+    pub pubsub: String,
+    /// The topic.
+    pub topic: String,
+    /// The CloudEvent id (empty for raw payloads).
+    pub event_id: String,
+    /// The CloudEvent type (empty for raw payloads).
+    pub event_type: String,
+    /// The `Content-Type` it was to be sent with.
+    pub content_type: String,
+    /// The serialized payload, exactly as it would have been sent.
+    pub body: Bytes,
+    /// The options (metadata, trace context) it was to be sent with.
+    pub options: PublishOptions,
+    /// Attempts made.
+    pub attempts: u32,
+    /// The last failure, if an attempt was made.
+    pub last_error: Option<PublishError>,
+}
+
+/// What [`Dispatcher::shutdown`] achieved.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct ShutdownReport {
+    /// Events still queued or in flight when the deadline passed.
+    pub undelivered: Vec<UndeliveredEvent>,
+    /// Whether the deadline passed before the queue was drained.
+    pub timed_out: bool,
+    /// How long the shutdown took.
+    pub elapsed: Duration,
+    /// The metrics after the shutdown.
+    pub metrics: MetricsSnapshot,
+}
+
+impl ShutdownReport {
+    /// Whether everything submitted was handled (published or given up on) before the deadline.
+    pub fn is_complete(&self) -> bool {
+        self.undelivered.is_empty()
+    }
+}
+
+/// One queued event.
+struct Message {
+    pubsub: String,
+    topic: String,
+    content_type: HeaderValue,
+    body: Bytes,
+    options: PublishOptions,
+    event_id: String,
+    event_type: String,
+}
+
+impl Message {
+    fn into_undelivered(self, attempts: u32, last_error: Option<PublishError>) -> UndeliveredEvent {
+        UndeliveredEvent {
+            pubsub: self.pubsub,
+            topic: self.topic,
+            event_id: self.event_id,
+            event_type: self.event_type,
+            content_type: self.content_type.to_str().unwrap_or_default().to_owned(),
+            body: self.body,
+            options: self.options,
+            attempts,
+            last_error,
+        }
+    }
+}
+
+struct Shared {
+    client: PubSubClient,
+    config: DispatcherConfig,
+    counters: Counters,
+    log: Logger,
+    undelivered: Mutex<Vec<UndeliveredEvent>>,
+    jitter_seed: AtomicU64,
+}
+
+struct Inner {
+    shared: Arc<Shared>,
+    /// `None` once shut down.
+    lanes: RwLock<Option<Vec<mpsc::UnboundedSender<Message>>>>,
+    workers: Mutex<Vec<JoinHandle<()>>>,
+    /// One stop signal per lane (per-lane, so lanes never contend on a shared waiter list).
+    cancel: Mutex<Vec<oneshot::Sender<()>>>,
+    round_robin: AtomicUsize,
+}
+
+/// A background publisher. Cheap to clone; all clones feed the same queue.
+///
+/// ```no_run
+/// # async fn demo(event: cloudevents_model::CloudEvent) {
+/// use std::time::Duration;
+/// use dapr_pubsub_client::{ClientConfig, Dispatcher, DispatcherConfig, PubSubClient, PublishOptions};
+///
+/// let client = PubSubClient::new(ClientConfig::localhost(3500), None);
+/// let dispatcher = Dispatcher::spawn(client, DispatcherConfig::new().with_concurrency(4), None);
+/// // Never blocks; a full queue drops the event (counted and logged).
+/// let _ = dispatcher.submit("pubsub-kafka", "task-events", &event,
+///     PublishOptions::new().with_partition_key("user-42"));
+/// let report = dispatcher.shutdown(Duration::from_secs(5)).await;
+/// assert!(report.is_complete());
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Dispatcher {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Dispatcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dispatcher")
+            .field("config", &self.inner.shared.config)
+            .field("metrics", &self.metrics())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Dispatcher {
+    /// Starts the lanes on the current Tokio runtime.
+    ///
+    /// # Panics
+    ///
+    /// When called outside a Tokio runtime.
+    pub fn spawn(
+        client: PubSubClient,
+        config: DispatcherConfig,
+        log: impl Into<Option<Logger>>,
+    ) -> Self {
+        let log = log
+            .into()
+            .unwrap_or_else(|| Logger::root(slog::Discard, o!()))
+            .new(o!("component" => "dapr-pubsub-client"));
+        let shared = Arc::new(Shared {
+            client,
+            config: config.clone(),
+            counters: Counters::default(),
+            log,
+            undelivered: Mutex::new(Vec::new()),
+            jitter_seed: AtomicU64::new(0),
+        });
+        let mut senders = Vec::with_capacity(config.concurrency);
+        let mut workers = Vec::with_capacity(config.concurrency);
+        let mut cancel = Vec::with_capacity(config.concurrency);
+        for _ in 0..config.concurrency {
+            let (tx, rx) = mpsc::unbounded_channel();
+            let (stop, stop_rx) = oneshot::channel();
+            senders.push(tx);
+            cancel.push(stop);
+            workers.push(tokio::spawn(run_lane(
+                Arc::clone(&shared),
+                rx,
+                Some(stop_rx),
+            )));
+        }
+        Self {
+            inner: Arc::new(Inner {
+                shared,
+                lanes: RwLock::new(Some(senders)),
+                workers: Mutex::new(workers),
+                cancel: Mutex::new(cancel),
+                round_robin: AtomicUsize::new(0),
+            }),
+        }
+    }
+
+    /// Queues a CloudEvent for publishing in structured mode. Never blocks.
+    ///
+    /// The event is serialized now; every attempt sends these bytes. The partition key comes
+    /// from `options`, else from the event's `partitionkey` extension.
+    pub fn submit<D: Serialize>(
+        &self,
+        pubsub: &str,
+        topic: &str,
+        event: &CloudEvent<D>,
+        options: PublishOptions,
+    ) -> Result<(), SubmitError> {
+        let body = match serde_json::to_vec(event) {
+            Ok(body) => body,
+            Err(source) => {
+                self.inner
+                    .shared
+                    .counters
+                    .failed
+                    .fetch_add(1, Ordering::Relaxed);
+                error!(self.inner.shared.log, "could not serialize {} for {}", event.ty(), topic;
+                    "event_type" => event.ty(), "event_id" => event.id(), "topic" => topic,
+                    "error" => %ErrorChain(&source));
+                return Err(SubmitError::Serialize { source });
+            }
+        };
+        let options = match options_for_event(event, &options) {
+            std::borrow::Cow::Borrowed(_) => options,
+            std::borrow::Cow::Owned(with_key) => with_key,
+        };
+        self.enqueue(Message {
+            pubsub: pubsub.to_owned(),
+            topic: topic.to_owned(),
+            content_type: HeaderValue::from_static(cloudevents_model::CONTENT_TYPE),
+            body: Bytes::from(body),
+            options,
+            event_id: event.id().to_owned(),
+            event_type: event.ty().to_owned(),
+        })
+    }
+
+    /// Queues pre-serialized bytes with any content type. Never blocks.
+    pub fn submit_bytes(
+        &self,
+        pubsub: &str,
+        topic: &str,
+        content_type: &str,
+        body: impl Into<Bytes>,
+        options: PublishOptions,
+    ) -> Result<(), SubmitError> {
+        let content_type =
+            HeaderValue::from_str(content_type).map_err(|_| SubmitError::InvalidContentType)?;
+        self.enqueue(Message {
+            pubsub: pubsub.to_owned(),
+            topic: topic.to_owned(),
+            content_type,
+            body: body.into(),
+            options,
+            event_id: String::new(),
+            event_type: String::new(),
+        })
+    }
+
+    /// A copy of the current metrics.
+    pub fn metrics(&self) -> MetricsSnapshot {
+        self.inner.shared.counters.snapshot()
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &DispatcherConfig {
+        &self.inner.shared.config
+    }
+
+    /// Stops taking events, delivers what is queued (retries included) until `deadline`, then
+    /// abandons what is left and reports it. Later `submit` calls return
+    /// [`SubmitError::Closed`]; a second `shutdown` returns an empty report.
+    pub async fn shutdown(&self, deadline: Duration) -> ShutdownReport {
+        let started = Instant::now();
+        let shared = &self.inner.shared;
+        // Dropping the senders lets each lane finish its queue and stop.
+        let senders = self
+            .inner
+            .lanes
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
+        let was_open = senders.is_some();
+        drop(senders);
+        let mut workers = std::mem::take(
+            &mut *self
+                .inner
+                .workers
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        );
+        if was_open {
+            info!(shared.log, "dispatcher shutting down";
+                "queue_depth" => shared.counters.queue_depth.load(Ordering::Relaxed),
+                "deadline_ms" => deadline.as_millis() as u64);
+        }
+
+        let drained = tokio::time::timeout(deadline, async {
+            for worker in workers.iter_mut() {
+                let _ = worker.await;
+            }
+        })
+        .await
+        .is_ok();
+        if !drained {
+            // Tell the lanes to stop where they are and hand back what they hold.
+            let stops = std::mem::take(
+                &mut *self
+                    .inner
+                    .cancel
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner()),
+            );
+            for stop in stops {
+                let _ = stop.send(());
+            }
+            for worker in workers.iter_mut() {
+                let _ = worker.await;
+            }
+        }
+
+        let undelivered = std::mem::take(
+            &mut *shared
+                .undelivered
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        );
+        let report = ShutdownReport {
+            timed_out: !drained,
+            elapsed: started.elapsed(),
+            metrics: self.metrics(),
+            undelivered,
+        };
+        if was_open {
+            if report.undelivered.is_empty() {
+                info!(shared.log, "dispatcher stopped; queue drained";
+                    "published" => report.metrics.published, "failed" => report.metrics.failed,
+                    "dropped" => report.metrics.dropped,
+                    "elapsed_ms" => report.elapsed.as_millis() as u64);
+            } else {
+                error!(shared.log, "dispatcher stopped; {} events not delivered", report.undelivered.len();
+                    "undelivered" => report.undelivered.len(),
+                    "published" => report.metrics.published, "failed" => report.metrics.failed,
+                    "dropped" => report.metrics.dropped,
+                    "elapsed_ms" => report.elapsed.as_millis() as u64);
+            }
+        }
+        report
+    }
+
+    fn enqueue(&self, message: Message) -> Result<(), SubmitError> {
+        let shared = &self.inner.shared;
+        let counters = &shared.counters;
+        let lanes = self
+            .inner
+            .lanes
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let Some(lanes) = lanes.as_ref() else {
+            counters.dropped.fetch_add(1, Ordering::Relaxed);
+            log_drop(&shared.log, &message, "the dispatcher is shut down");
+            return Err(SubmitError::Closed);
+        };
+        let capacity = shared.config.queue_capacity;
+        if counters.queue_depth.fetch_add(1, Ordering::AcqRel) >= capacity {
+            counters.queue_depth.fetch_sub(1, Ordering::AcqRel);
+            counters.dropped.fetch_add(1, Ordering::Relaxed);
+            log_drop(&shared.log, &message, "the publish queue is full");
+            return Err(SubmitError::QueueFull { capacity });
+        }
+        let lane = match message.options.partition_key() {
+            Some(key) => {
+                let mut hasher = DefaultHasher::new();
+                key.hash(&mut hasher);
+                (hasher.finish() % lanes.len() as u64) as usize
+            }
+            None => self.inner.round_robin.fetch_add(1, Ordering::Relaxed) % lanes.len(),
+        };
+        match lanes[lane].send(message) {
+            Ok(()) => {
+                counters.submitted.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(mpsc::error::SendError(message)) => {
+                // The lane's worker is gone (its task panicked or the runtime is shutting down).
+                counters.queue_depth.fetch_sub(1, Ordering::AcqRel);
+                counters.dropped.fetch_add(1, Ordering::Relaxed);
+                log_drop(&shared.log, &message, "the publish lane is not running");
+                Err(SubmitError::Closed)
+            }
+        }
+    }
+}
+
+fn log_drop(log: &Logger, message: &Message, why: &str) {
+    warn!(log, "dropped {} for {}: {}", message.event_type, message.topic, why;
+        "event_type" => &message.event_type, "event_id" => &message.event_id,
+        "pubsub" => &message.pubsub, "topic" => &message.topic,
+        "partition_key" => message.options.partition_key().unwrap_or(""));
+}
+
+/// Resolves when shutdown asks the lanes to stop (or the dispatcher is gone).
+async fn cancelled(cancel: &mut Option<oneshot::Receiver<()>>) {
+    if let Some(stop) = cancel {
+        if stop.await.is_ok() {
+            return;
+        }
+        // The dispatcher was dropped without a shutdown: keep draining, never cancel.
+        *cancel = None;
+    }
+    std::future::pending::<()>().await;
+}
+
+async fn run_lane(
+    shared: Arc<Shared>,
+    mut queue: mpsc::UnboundedReceiver<Message>,
+    mut cancel: Option<oneshot::Receiver<()>>,
+) {
+    let counters = &shared.counters;
+    loop {
+        let message = tokio::select! {
+            biased;
+            _ = cancelled(&mut cancel) => break,
+            next = queue.recv() => match next {
+                Some(message) => message,
+                None => return,
+            },
+        };
+        counters.queue_depth.fetch_sub(1, Ordering::AcqRel);
+        counters.in_flight.fetch_add(1, Ordering::Relaxed);
+        let mut attempts = 0;
+        let mut last_error = None;
+        let finished = {
+            let delivery = deliver(&shared, &message, &mut attempts, &mut last_error);
+            tokio::select! {
+                biased;
+                _ = delivery => true,
+                _ = cancelled(&mut cancel) => false,
+            }
+        };
+        counters.in_flight.fetch_sub(1, Ordering::Relaxed);
+        if !finished {
+            shared
+                .undelivered
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .push(message.into_undelivered(attempts, last_error));
+            break;
+        }
+    }
+    // Cancelled: hand back everything still queued on this lane.
+    queue.close();
+    let mut left = Vec::new();
+    while let Ok(message) = queue.try_recv() {
+        counters.queue_depth.fetch_sub(1, Ordering::AcqRel);
+        left.push(message.into_undelivered(0, None));
+    }
+    shared
+        .undelivered
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .extend(left);
+}
+
+/// Publishes one event, retrying retryable failures with backoff. Records the outcome.
+async fn deliver(
+    shared: &Shared,
+    message: &Message,
+    attempts: &mut u32,
+    last_error: &mut Option<PublishError>,
+) {
+    let counters = &shared.counters;
+    let config = &shared.config;
+    let partition_key = message.options.partition_key().unwrap_or("");
+    loop {
+        *attempts += 1;
+        let started = Instant::now();
+        let res = shared
+            .client
+            .send_publish_quietly(
+                &message.pubsub,
+                &message.topic,
+                message.content_type.clone(),
+                message.body.clone(),
+                &message.options,
+            )
+            .await;
+        let elapsed = started.elapsed();
+        counters.latency.observe(elapsed);
+        let err = match res {
+            Ok(()) => {
+                counters.published.fetch_add(1, Ordering::Relaxed);
+                debug!(shared.log, "published {} to {}", message.event_type, message.topic;
+                    "event_type" => &message.event_type, "event_id" => &message.event_id,
+                    "pubsub" => &message.pubsub, "topic" => &message.topic,
+                    "partition_key" => partition_key, "attempt" => *attempts,
+                    "duration_ms" => elapsed.as_millis() as u64);
+                return;
+            }
+            Err(err) => err,
+        };
+        if err.is_retryable() && *attempts < config.max_attempts {
+            counters.retried.fetch_add(1, Ordering::Relaxed);
+            let pause = backoff(shared, *attempts);
+            warn!(shared.log, "publish of {} to {} failed; retrying in {:?}", message.event_type, message.topic, pause;
+                "event_type" => &message.event_type, "event_id" => &message.event_id,
+                "pubsub" => &message.pubsub, "topic" => &message.topic,
+                "partition_key" => partition_key, "attempt" => *attempts,
+                "status" => err.status().map(|s| s.as_u16()),
+                "body" => err.body().unwrap_or(""),
+                "error" => %ErrorChain(&err));
+            *last_error = Some(err);
+            tokio::time::sleep(pause).await;
+            continue;
+        }
+        counters.failed.fetch_add(1, Ordering::Relaxed);
+        let kv = slog::o!(
+            "event_type" => message.event_type.clone(), "event_id" => message.event_id.clone(),
+            "pubsub" => message.pubsub.clone(), "topic" => message.topic.clone(),
+            "partition_key" => partition_key.to_owned(), "attempts" => *attempts,
+            "status" => err.status().map(|s| s.as_u16()),
+            "body" => err.body().unwrap_or("").to_owned(),
+            "error" => ErrorChain(&err).to_string());
+        let log = shared.log.new(kv);
+        match err.severity() {
+            slog::Level::Warning => warn!(
+                log,
+                "gave up publishing {} to {}", message.event_type, message.topic
+            ),
+            _ => error!(
+                log,
+                "gave up publishing {} to {}", message.event_type, message.topic
+            ),
+        }
+        *last_error = Some(err);
+        return;
+    }
+}
+
+/// Exponential backoff with "equal jitter": half the step, plus a random share of the other half.
+fn backoff(shared: &Shared, attempt: u32) -> Duration {
+    let config = &shared.config;
+    let step = config
+        .initial_backoff
+        .saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1)))
+        .min(config.max_backoff);
+    let half = step / 2;
+    let mut hasher = RandomState::new().build_hasher();
+    hasher.write_u64(shared.jitter_seed.fetch_add(1, Ordering::Relaxed));
+    let fraction = (hasher.finish() >> 11) as f64 / (1u64 << 53) as f64;
+    half + half.mul_f64(fraction)
+}

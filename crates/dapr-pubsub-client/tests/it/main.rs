@@ -1,0 +1,9 @@
+//! Integration tests of the public API: a mockito sidecar for every path, plus the same publish
+//! tests against a real daprd when `PAKAURA_DAPR_HTTP_ENDPOINT` is set.
+
+mod bulk;
+mod daprd;
+mod dispatcher;
+mod health;
+mod publish;
+mod support;
