@@ -1,2 +1,137 @@
-//! The `task-api` binary (under construction).
-fn main() {}
+//! The `task-api` binary: CLI, configuration, root logger, and the `serve` / `migrate` commands.
+
+mod config;
+mod logging;
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use rand::RngCore;
+use slog::{info, warn};
+
+use crate::config::{CONFIG_FILE_ENV, ConfigError, Settings};
+
+/// The pakaura task API: REST, auth and CloudEvents publishing through Dapr.
+#[derive(Debug, Parser)]
+#[command(name = "task-api", version, about)]
+struct Cli {
+    /// A TOML file with settings (same names as the environment variables, in lowercase).
+    #[arg(long, short = 'c', global = true, env = CONFIG_FILE_ENV, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// What to do (default: serve).
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Clone, Copy, Subcommand)]
+enum Command {
+    /// Serve HTTP until SIGTERM/SIGINT (the default); an embedded SQLite database is created and migrated first.
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Serve the MCP task tools over stdin/stdout for one user, until stdin closes (logs go to stderr).
+    McpStdio {
+        /// The id of the registered user the tools act for.
+        #[arg(long, value_name = "UUID", value_parser = task_api::mcp::parse_user_id)]
+        user_id: task_api::mcp::UserId,
+    },
+}
+
+/// Why the process could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+enum StartupError {
+    #[error("configuration error")]
+    Config(#[from] ConfigError),
+    #[error("cannot listen on {addr}")]
+    Bind {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the service failed")]
+    Service(#[from] task_api::StartupError),
+    #[error("the server stopped with an error")]
+    Server(#[source] std::io::Error),
+    #[error("the mcp stdio server failed")]
+    McpStdio(#[source] Box<task_api::mcp::StdioError>),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            report(&err);
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            report(&err);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Prints the error and its whole `source()` chain; used before (or instead of) the logger.
+#[expect(
+    clippy::print_stderr,
+    reason = "startup errors must reach the operator even without a logger"
+)]
+fn report(err: &(dyn std::error::Error + 'static)) {
+    eprintln!("task-api: {}", task_api::error::ErrorChain(err));
+}
+
+fn random_secret() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+async fn run(cli: Cli) -> Result<(), StartupError> {
+    let settings: Settings = config::load(cli.config.as_deref())?;
+    // With `mcp-stdio`, stdout carries the MCP protocol: every log line goes to stderr.
+    let target = match cli.command {
+        Some(Command::McpStdio { .. }) => logging::LogTarget::Stderr,
+        _ => logging::LogTarget::Stdout,
+    };
+    let (log, _guard) = logging::build(settings.log_format()?, settings.log_level()?, target);
+    let service_config = settings.service_config(random_secret)?;
+    info!(log, "effective configuration"; "config" => %settings.redacted(),
+        "config_file" => cli.config.as_ref().map(|p| p.display().to_string()).unwrap_or_default());
+    if !settings.has_jwt_secret() {
+        warn!(
+            log,
+            "JWT_SECRET is not set: using a random secret for this process; tokens will not survive a \
+            restart and will not be accepted by other replicas"
+        );
+    }
+
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Migrate => {
+            task_api::migrate(&service_config.database, &log).await?;
+            info!(log, "migrations applied");
+            Ok(())
+        }
+        Command::McpStdio { user_id } => {
+            task_api::mcp::serve_stdio(&service_config, user_id, &log)
+                .await
+                .map_err(|err| StartupError::McpStdio(Box::new(err)))?;
+            Ok(())
+        }
+        Command::Serve => {
+            let addr = format!("{}:{}", settings.host, settings.port);
+            let listener =
+                TcpListener::bind(&addr).map_err(|source| StartupError::Bind { addr, source })?;
+            let app = task_api::Application::build(service_config, listener, log.clone()).await?;
+            info!(log, "listening on port {}", app.port(); "port" => app.port(), "host" => &settings.host);
+            app.run_until_stopped().await.map_err(StartupError::Server)
+        }
+    }
+}

@@ -1,0 +1,506 @@
+//! Configuration composition: defaults < optional TOML file (`--config`) < environment.
+//!
+//! The environment names are the original service's, honoured exactly (SPEC §5), plus ours. Every name the binary
+//! reads is listed in [`ENV_NAMES`] and in `.env.sample` at the repository root (a test keeps them equal):
+//!
+//! | variable | default | meaning |
+//! |---|---|---|
+//! | `DATABASE_URL` | `sqlite://pakaura.db` | `postgres://…`/`postgresql://…` selects PostgreSQL, `sqlite://PATH` the embedded database |
+//! | `DATABASE_POOL_SIZE` | `10` | connections in the pool (at least 2) |
+//! | `JWT_SECRET` | random per process (warned) | HS256 signing secret |
+//! | `DAPR_ENABLED` | `false` | send events to the sidecar; otherwise log them at DEBUG |
+//! | `DAPR_HTTP_PORT` | `3500` | sidecar port on 127.0.0.1 (when `DAPR_HTTP_ENDPOINT` is unset) |
+//! | `DAPR_HTTP_ENDPOINT` | unset | sidecar base URL, wins over `DAPR_HTTP_PORT` |
+//! | `DAPR_API_TOKEN` | unset | sent as `dapr-api-token` |
+//! | `DAPR_PUBSUB_NAME` | `pubsub-kafka` | pubsub component |
+//! | `DAPR_PUBLISH_TIMEOUT` | `2.0` | per-publish deadline in seconds (float) |
+//! | `COOKIE_SECURE` | `false` | `Secure` attribute of the auth cookie |
+//! | `COOKIE_SAMESITE` | `lax` | `lax`, `strict` or `none` |
+//! | `FRONTEND_URL` | `http://localhost:3000` | allowed CORS origin |
+//! | `RATE_LIMIT_AUTH_PER_MINUTE` | `10` | auth requests per client address per minute (0: off) |
+//! | `RATE_LIMIT_TASKS_PER_MINUTE` | `100` | task requests per user per minute (0: off) |
+//! | `HOST` / `PORT` | `0.0.0.0` / `8000` | listen address |
+//! | `EVENT_DELIVERY` | `fire-and-forget` | or `outbox` |
+//! | `EVENT_QUEUE_CAPACITY` | `1000` | in-memory queue size of fire-and-forget |
+//! | `EVENT_SOURCE` | `pakaura/api` | CloudEvents `source` |
+//! | `TOPIC_TASK_EVENTS` / `TOPIC_TASK_UPDATES` / `TOPIC_REMINDERS` | `task-events` / `task-updates` / `reminders` | topics |
+//! | `OUTBOX_MAX_ATTEMPTS` | `20` | failed publishes before an outbox row is moved aside |
+//! | `OUTBOX_BATCH_SIZE` | `100` | rows the relay claims per round |
+//! | `OUTBOX_POLL_INTERVAL_MS` | `500` | relay polling interval |
+//! | `LOG_FORMAT` | `pretty` | `json` or `pretty` |
+//! | `LOG_LEVEL` | `info` | `trace`, `debug`, `info`, `warn`, `error`, `critical` |
+//! | `SHUTDOWN_TIMEOUT_SECONDS` | `25` | graceful shutdown deadline (requests, then event drain) |
+//! | `TASK_CONFIG` | unset | TOML file, same as `--config` |
+//!
+//! The TOML file uses the same names in lowercase (`port = 8080`).
+
+use std::path::Path;
+use std::time::Duration;
+
+use figment::providers::{Format, Serialized, Toml};
+use figment::value::{Dict, Map, Value};
+use figment::{Figment, Metadata, Profile, Provider};
+use serde::{Deserialize, Serialize};
+use task_api::config::{
+    AuthConfig, CookieSameSite, EventDelivery, EventsConfig, HttpConfig, OutboxConfig, Secret,
+    Topics,
+};
+
+/// Every environment variable the binary reads.
+pub(crate) const ENV_NAMES: &[&str] = &[
+    "DATABASE_URL",
+    "DATABASE_POOL_SIZE",
+    "JWT_SECRET",
+    "DAPR_ENABLED",
+    "DAPR_HTTP_PORT",
+    "DAPR_HTTP_ENDPOINT",
+    "DAPR_API_TOKEN",
+    "DAPR_PUBSUB_NAME",
+    "DAPR_PUBLISH_TIMEOUT",
+    "COOKIE_SECURE",
+    "COOKIE_SAMESITE",
+    "FRONTEND_URL",
+    "RATE_LIMIT_AUTH_PER_MINUTE",
+    "RATE_LIMIT_TASKS_PER_MINUTE",
+    "HOST",
+    "PORT",
+    "EVENT_DELIVERY",
+    "EVENT_QUEUE_CAPACITY",
+    "EVENT_SOURCE",
+    "TOPIC_TASK_EVENTS",
+    "TOPIC_TASK_UPDATES",
+    "TOPIC_REMINDERS",
+    "OUTBOX_MAX_ATTEMPTS",
+    "OUTBOX_BATCH_SIZE",
+    "OUTBOX_POLL_INTERVAL_MS",
+    "LOG_FORMAT",
+    "LOG_LEVEL",
+    "SHUTDOWN_TIMEOUT_SECONDS",
+    CONFIG_FILE_ENV,
+];
+
+/// The environment variable naming the TOML file (read by the CLI, like `--config`).
+pub(crate) const CONFIG_FILE_ENV: &str = "TASK_CONFIG";
+
+/// Why the configuration cannot be used; every message names the key.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ConfigError {
+    /// A value is missing, of the wrong type, or not acceptable.
+    #[error("invalid value for {key}: {reason}")]
+    Invalid {
+        /// The environment variable (the TOML key is the same in lowercase).
+        key: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// The flat settings, one field per environment variable (lowercased).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Settings {
+    /// `DATABASE_URL`.
+    pub(crate) database_url: String,
+    /// `DATABASE_POOL_SIZE`.
+    pub(crate) database_pool_size: u32,
+    /// `JWT_SECRET`.
+    #[serde(default)]
+    pub(crate) jwt_secret: Option<String>,
+    /// `DAPR_ENABLED`.
+    pub(crate) dapr_enabled: bool,
+    /// `DAPR_HTTP_PORT`.
+    pub(crate) dapr_http_port: u16,
+    /// `DAPR_HTTP_ENDPOINT`.
+    #[serde(default)]
+    pub(crate) dapr_http_endpoint: Option<String>,
+    /// `DAPR_API_TOKEN`.
+    #[serde(default)]
+    pub(crate) dapr_api_token: Option<String>,
+    /// `DAPR_PUBSUB_NAME`.
+    pub(crate) dapr_pubsub_name: String,
+    /// `DAPR_PUBLISH_TIMEOUT` in seconds.
+    pub(crate) dapr_publish_timeout: f64,
+    /// `COOKIE_SECURE`.
+    pub(crate) cookie_secure: bool,
+    /// `COOKIE_SAMESITE`.
+    pub(crate) cookie_samesite: String,
+    /// `FRONTEND_URL`.
+    pub(crate) frontend_url: String,
+    /// `RATE_LIMIT_AUTH_PER_MINUTE`.
+    pub(crate) rate_limit_auth_per_minute: u32,
+    /// `RATE_LIMIT_TASKS_PER_MINUTE`.
+    pub(crate) rate_limit_tasks_per_minute: u32,
+    /// `HOST`.
+    pub(crate) host: String,
+    /// `PORT`.
+    pub(crate) port: u16,
+    /// `EVENT_DELIVERY`.
+    pub(crate) event_delivery: String,
+    /// `EVENT_QUEUE_CAPACITY`.
+    pub(crate) event_queue_capacity: usize,
+    /// `EVENT_SOURCE`.
+    pub(crate) event_source: String,
+    /// `TOPIC_TASK_EVENTS`.
+    pub(crate) topic_task_events: String,
+    /// `TOPIC_TASK_UPDATES`.
+    pub(crate) topic_task_updates: String,
+    /// `TOPIC_REMINDERS`.
+    pub(crate) topic_reminders: String,
+    /// `OUTBOX_MAX_ATTEMPTS`.
+    pub(crate) outbox_max_attempts: u32,
+    /// `OUTBOX_BATCH_SIZE`.
+    pub(crate) outbox_batch_size: u32,
+    /// `OUTBOX_POLL_INTERVAL_MS`.
+    pub(crate) outbox_poll_interval_ms: u64,
+    /// `LOG_FORMAT`.
+    pub(crate) log_format: String,
+    /// `LOG_LEVEL`.
+    pub(crate) log_level: String,
+    /// `SHUTDOWN_TIMEOUT_SECONDS`.
+    pub(crate) shutdown_timeout_seconds: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            database_url: "sqlite://pakaura.db".to_owned(),
+            database_pool_size: 10,
+            jwt_secret: None,
+            dapr_enabled: false,
+            dapr_http_port: 3500,
+            dapr_http_endpoint: None,
+            dapr_api_token: None,
+            dapr_pubsub_name: "pubsub-kafka".to_owned(),
+            dapr_publish_timeout: 2.0,
+            cookie_secure: false,
+            cookie_samesite: "lax".to_owned(),
+            frontend_url: "http://localhost:3000".to_owned(),
+            rate_limit_auth_per_minute: 10,
+            rate_limit_tasks_per_minute: 100,
+            host: "0.0.0.0".to_owned(),
+            port: 8000,
+            event_delivery: "fire-and-forget".to_owned(),
+            event_queue_capacity: 1_000,
+            event_source: "pakaura/api".to_owned(),
+            topic_task_events: "task-events".to_owned(),
+            topic_task_updates: "task-updates".to_owned(),
+            topic_reminders: "reminders".to_owned(),
+            outbox_max_attempts: 20,
+            outbox_batch_size: 100,
+            outbox_poll_interval_ms: 500,
+            log_format: "pretty".to_owned(),
+            log_level: "info".to_owned(),
+            shutdown_timeout_seconds: 25,
+        }
+    }
+}
+
+/// The environment variables of [`ENV_NAMES`], each as an exact string (empty means unset). Numbers and booleans
+/// are interpreted at extraction (`extract_lossy`: `1`/`0`, `yes`/`no`, `on`/`off`, `true`/`false`), so a secret
+/// such as `00123` keeps its leading zeros.
+struct RawEnv;
+
+impl Provider for RawEnv {
+    fn metadata(&self) -> Metadata {
+        Metadata::named("environment variable")
+    }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        let mut dict = Dict::new();
+        for name in ENV_NAMES
+            .iter()
+            .copied()
+            .filter(|name| *name != CONFIG_FILE_ENV)
+        {
+            match std::env::var(name) {
+                Ok(value) if value.is_empty() => {}
+                Ok(value) => {
+                    dict.insert(name.to_ascii_lowercase(), Value::from(value));
+                }
+                Err(std::env::VarError::NotPresent) => {}
+                Err(std::env::VarError::NotUnicode(_)) => {
+                    return Err(figment::Error::from(format!("{name} is not valid UTF-8")));
+                }
+            }
+        }
+        Ok(Profile::Default.collect(dict))
+    }
+}
+
+/// The figment of defaults, the optional file and the environment.
+pub(crate) fn figment(config_file: Option<&Path>) -> Figment {
+    let mut figment = Figment::from(Serialized::defaults(Settings::default()));
+    if let Some(path) = config_file {
+        figment = figment.merge(Toml::file_exact(path));
+    }
+    figment.merge(RawEnv)
+}
+
+/// Loads and checks the settings.
+pub(crate) fn load(config_file: Option<&Path>) -> Result<Settings, ConfigError> {
+    let settings: Settings = figment(config_file)
+        .extract_lossy()
+        .map_err(extract_error)?;
+    settings.validate()?;
+    Ok(settings)
+}
+
+/// Names the key of the first extraction error the way operators write it (`PORT`), with its source.
+fn extract_error(err: figment::Error) -> ConfigError {
+    let first = err.into_iter().next();
+    match first {
+        Some(error) if !error.path.is_empty() => {
+            let key = error
+                .path
+                .last()
+                .map(|k| k.to_ascii_uppercase())
+                .unwrap_or_default();
+            let source = error
+                .metadata
+                .as_ref()
+                .map(|m| m.name.to_string())
+                .unwrap_or_default();
+            let mut reason = error.kind.to_string();
+            if !source.is_empty() {
+                reason.push_str(&format!(" (from {source})"));
+            }
+            ConfigError::Invalid { key, reason }
+        }
+        Some(error) => ConfigError::Invalid {
+            key: "configuration".to_owned(),
+            reason: error.to_string(),
+        },
+        None => ConfigError::Invalid {
+            key: "configuration".to_owned(),
+            reason: "unknown error".to_owned(),
+        },
+    }
+}
+
+fn invalid(key: &str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.to_owned(),
+        reason: reason.into(),
+    }
+}
+
+fn non_empty(value: &Option<String>) -> Option<&str> {
+    value.as_deref().map(str::trim).filter(|v| !v.is_empty())
+}
+
+impl Settings {
+    /// Checks what types alone cannot.
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        let url = self.database_url.trim();
+        let known = ["postgres://", "postgresql://", "sqlite://"];
+        if !known.iter().any(|scheme| url.starts_with(scheme)) || known.contains(&url) {
+            return Err(invalid(
+                "DATABASE_URL",
+                "expected postgres://…, postgresql://… or sqlite://PATH",
+            ));
+        }
+        if self.database_pool_size < 2 {
+            return Err(invalid("DATABASE_POOL_SIZE", "must be at least 2"));
+        }
+        if !(self.dapr_publish_timeout.is_finite() && self.dapr_publish_timeout > 0.0) {
+            return Err(invalid(
+                "DAPR_PUBLISH_TIMEOUT",
+                "must be a positive number of seconds",
+            ));
+        }
+        if self.dapr_publish_timeout > 3600.0 {
+            return Err(invalid(
+                "DAPR_PUBLISH_TIMEOUT",
+                "must be at most 3600 seconds",
+            ));
+        }
+        if let Some(endpoint) = non_empty(&self.dapr_http_endpoint)
+            && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
+        {
+            return Err(invalid(
+                "DAPR_HTTP_ENDPOINT",
+                "expected an http:// or https:// URL",
+            ));
+        }
+        self.same_site()?;
+        if self.dapr_pubsub_name.trim().is_empty() {
+            return Err(invalid("DAPR_PUBSUB_NAME", "must not be empty"));
+        }
+        if self.event_source.trim().is_empty() {
+            return Err(invalid("EVENT_SOURCE", "must not be empty"));
+        }
+        for (key, topic) in [
+            ("TOPIC_TASK_EVENTS", &self.topic_task_events),
+            ("TOPIC_TASK_UPDATES", &self.topic_task_updates),
+            ("TOPIC_REMINDERS", &self.topic_reminders),
+        ] {
+            if topic.trim().is_empty() {
+                return Err(invalid(key, "must not be empty"));
+            }
+        }
+        self.delivery()?;
+        if self.event_queue_capacity == 0 {
+            return Err(invalid("EVENT_QUEUE_CAPACITY", "must be at least 1"));
+        }
+        if self.outbox_max_attempts == 0 {
+            return Err(invalid("OUTBOX_MAX_ATTEMPTS", "must be at least 1"));
+        }
+        if self.outbox_batch_size == 0 {
+            return Err(invalid("OUTBOX_BATCH_SIZE", "must be at least 1"));
+        }
+        if self.outbox_poll_interval_ms == 0 {
+            return Err(invalid("OUTBOX_POLL_INTERVAL_MS", "must be at least 1"));
+        }
+        self.log_format()?;
+        self.log_level()?;
+        Ok(())
+    }
+
+    fn same_site(&self) -> Result<CookieSameSite, ConfigError> {
+        match self.cookie_samesite.trim().to_ascii_lowercase().as_str() {
+            "lax" => Ok(CookieSameSite::Lax),
+            "strict" => Ok(CookieSameSite::Strict),
+            "none" => Ok(CookieSameSite::None),
+            _ => Err(invalid("COOKIE_SAMESITE", "expected lax, strict or none")),
+        }
+    }
+
+    fn delivery(&self) -> Result<EventDelivery, ConfigError> {
+        match self.event_delivery.trim().to_ascii_lowercase().as_str() {
+            "fire-and-forget" | "fire_and_forget" => Ok(EventDelivery::FireAndForget),
+            "outbox" => Ok(EventDelivery::Outbox),
+            _ => Err(invalid(
+                "EVENT_DELIVERY",
+                "expected fire-and-forget or outbox",
+            )),
+        }
+    }
+
+    /// The log format.
+    pub(crate) fn log_format(&self) -> Result<crate::logging::LogFormat, ConfigError> {
+        match self.log_format.trim().to_ascii_lowercase().as_str() {
+            "json" => Ok(crate::logging::LogFormat::Json),
+            "pretty" | "terminal" | "text" => Ok(crate::logging::LogFormat::Pretty),
+            _ => Err(invalid("LOG_FORMAT", "expected json or pretty")),
+        }
+    }
+
+    /// The log level.
+    pub(crate) fn log_level(&self) -> Result<slog::Level, ConfigError> {
+        match self.log_level.trim().to_ascii_lowercase().as_str() {
+            "trace" => Ok(slog::Level::Trace),
+            "debug" => Ok(slog::Level::Debug),
+            "info" => Ok(slog::Level::Info),
+            "warn" | "warning" => Ok(slog::Level::Warning),
+            "error" => Ok(slog::Level::Error),
+            "critical" => Ok(slog::Level::Critical),
+            _ => Err(invalid(
+                "LOG_LEVEL",
+                "expected trace, debug, info, warn, error or critical",
+            )),
+        }
+    }
+
+    /// Whether `JWT_SECRET` is set (otherwise a random secret is used).
+    pub(crate) fn has_jwt_secret(&self) -> bool {
+        non_empty(&self.jwt_secret).is_some()
+    }
+
+    /// The sidecar base URL: `DAPR_HTTP_ENDPOINT`, else `http://127.0.0.1:{DAPR_HTTP_PORT}`.
+    pub(crate) fn dapr_endpoint(&self) -> String {
+        match non_empty(&self.dapr_http_endpoint) {
+            Some(endpoint) => endpoint.trim_end_matches('/').to_owned(),
+            None => format!("http://127.0.0.1:{}", self.dapr_http_port),
+        }
+    }
+
+    /// The graceful shutdown deadline.
+    pub(crate) fn shutdown_timeout(&self) -> Duration {
+        Duration::from_secs(self.shutdown_timeout_seconds)
+    }
+
+    /// The service configuration; `random_secret` is used when `JWT_SECRET` is unset.
+    pub(crate) fn service_config(
+        &self,
+        random_secret: impl FnOnce() -> String,
+    ) -> Result<task_api::ServiceConfig, ConfigError> {
+        let jwt_secret = match non_empty(&self.jwt_secret) {
+            Some(secret) => secret.to_owned(),
+            None => random_secret(),
+        };
+        let frontend_url = self.frontend_url.trim();
+        Ok(task_api::ServiceConfig {
+            database: task_store::DbConfig {
+                pool_size: self.database_pool_size as usize,
+                ..task_store::DbConfig::with_url(self.database_url.trim())
+            },
+            http: HttpConfig {
+                frontend_url: (!frontend_url.is_empty())
+                    .then(|| frontend_url.trim_end_matches('/').to_owned()),
+                rate_limit_auth_per_minute: self.rate_limit_auth_per_minute,
+                rate_limit_tasks_per_minute: self.rate_limit_tasks_per_minute,
+                ..HttpConfig::default()
+            },
+            auth: AuthConfig {
+                jwt_secret: Secret::new(jwt_secret),
+                cookie_secure: self.cookie_secure,
+                cookie_samesite: self.same_site()?,
+            },
+            events: EventsConfig {
+                dapr_enabled: self.dapr_enabled,
+                dapr_endpoint: self.dapr_endpoint(),
+                dapr_api_token: non_empty(&self.dapr_api_token).map(|t| Secret::new(t.to_owned())),
+                pubsub_name: self.dapr_pubsub_name.trim().to_owned(),
+                publish_timeout: Duration::from_secs_f64(self.dapr_publish_timeout),
+                delivery: self.delivery()?,
+                queue_capacity: self.event_queue_capacity,
+                source: self.event_source.trim().to_owned(),
+                topics: Topics {
+                    task_events: self.topic_task_events.trim().to_owned(),
+                    task_updates: self.topic_task_updates.trim().to_owned(),
+                    reminders: self.topic_reminders.trim().to_owned(),
+                },
+                outbox: OutboxConfig {
+                    batch_size: self.outbox_batch_size,
+                    poll_interval: Duration::from_millis(self.outbox_poll_interval_ms),
+                    max_attempts: self.outbox_max_attempts,
+                    ..OutboxConfig::default()
+                },
+            },
+            shutdown_timeout: self.shutdown_timeout(),
+        })
+    }
+
+    /// The settings as JSON for the startup log line, secrets and database credentials redacted.
+    pub(crate) fn redacted(&self) -> serde_json::Value {
+        let mut copy = self.clone();
+        copy.jwt_secret = copy.jwt_secret.map(|_| "[redacted]".to_owned());
+        copy.dapr_api_token = copy.dapr_api_token.map(|_| "[redacted]".to_owned());
+        copy.database_url = redact_url_password(&copy.database_url);
+        serde_json::to_value(copy).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+/// `scheme://user:password@host/db` with the password replaced by `[redacted]`.
+pub(crate) fn redact_url_password(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else {
+        return url.to_owned();
+    };
+    let rest = &url[scheme_end + 3..];
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let authority = &rest[..authority_end];
+    match (authority.rfind('@'), authority.find(':')) {
+        (Some(at), Some(colon)) if colon < at => {
+            format!(
+                "{}{}:[redacted]{}",
+                &url[..scheme_end + 3],
+                &authority[..colon],
+                &rest[at..]
+            )
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests;

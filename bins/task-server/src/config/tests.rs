@@ -1,0 +1,249 @@
+//! Configuration loading tests: defaults, file, environment precedence, and errors naming the key.
+#![expect(
+    clippy::result_large_err,
+    reason = "figment::Jail closures must return figment's large error type"
+)]
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use figment::Jail;
+use task_api::config::{CookieSameSite, EventDelivery};
+
+use super::*;
+
+/// Removes every variable the binary reads, so the host environment (CI sets some) does not leak in.
+fn clear_env() {
+    for name in ENV_NAMES {
+        // SAFETY: `Jail` holds a process-wide lock while a test runs, and no other thread reads the environment.
+        unsafe { std::env::remove_var(name) };
+    }
+}
+
+fn load_err(config_file: Option<&Path>) -> String {
+    match load(config_file) {
+        Ok(settings) => panic!("expected an error, got {settings:?}"),
+        Err(err) => err.to_string(),
+    }
+}
+
+#[test]
+fn no_configuration_gives_the_documented_defaults() {
+    Jail::expect_with(|_jail| {
+        clear_env();
+        let settings = load(None).expect("defaults load");
+        assert_eq!(settings, Settings::default());
+        let config = settings
+            .service_config(|| "random".to_owned())
+            .expect("defaults convert");
+        assert_eq!(config.database.url, "sqlite://pakaura.db");
+        assert_eq!(config.auth.jwt_secret.expose(), "random");
+        assert_eq!(config.events.dapr_endpoint, "http://127.0.0.1:3500");
+        assert_eq!(config.events.publish_timeout, Duration::from_secs(2));
+        assert_eq!(config.events.delivery, EventDelivery::FireAndForget);
+        assert_eq!(config.events.pubsub_name, "pubsub-kafka");
+        assert_eq!(config.events.source, "pakaura/api");
+        assert_eq!(config.http.rate_limit_auth_per_minute, 10);
+        assert_eq!(config.http.rate_limit_tasks_per_minute, 100);
+        assert!(!config.events.dapr_enabled);
+        assert_eq!((settings.host.as_str(), settings.port), ("0.0.0.0", 8000));
+        Ok(())
+    });
+}
+
+#[test]
+fn original_environment_names_are_honoured() {
+    Jail::expect_with(|jail| {
+        clear_env();
+        jail.set_env("DATABASE_URL", "postgresql://app:pw@db:5432/tasks");
+        jail.set_env("JWT_SECRET", "00123");
+        jail.set_env("DAPR_ENABLED", "1");
+        jail.set_env("DAPR_HTTP_PORT", "3600");
+        jail.set_env("DAPR_PUBSUB_NAME", "other-pubsub");
+        jail.set_env("DAPR_PUBLISH_TIMEOUT", "0.25");
+        jail.set_env("COOKIE_SECURE", "yes");
+        jail.set_env("COOKIE_SAMESITE", "Strict");
+        jail.set_env("FRONTEND_URL", "https://app.example.com/");
+        jail.set_env("RATE_LIMIT_AUTH_PER_MINUTE", "5");
+        jail.set_env("RATE_LIMIT_TASKS_PER_MINUTE", "50");
+        jail.set_env("HOST", "127.0.0.1");
+        jail.set_env("PORT", "9000");
+        jail.set_env("EVENT_DELIVERY", "outbox");
+        jail.set_env("EVENT_SOURCE", "pakaura/test");
+        jail.set_env("TOPIC_TASK_EVENTS", "te");
+        jail.set_env("TOPIC_TASK_UPDATES", "tu");
+        jail.set_env("TOPIC_REMINDERS", "tr");
+        jail.set_env("LOG_FORMAT", "pretty");
+        jail.set_env("LOG_LEVEL", "debug");
+        jail.set_env("SHUTDOWN_TIMEOUT_SECONDS", "7");
+        let settings = load(None).expect("environment loads");
+        let config = settings
+            .service_config(|| unreachable!("JWT_SECRET is set"))
+            .expect("converts");
+        assert_eq!(config.database.url, "postgresql://app:pw@db:5432/tasks");
+        assert_eq!(
+            config.auth.jwt_secret.expose(),
+            "00123",
+            "secrets are taken verbatim"
+        );
+        assert!(config.events.dapr_enabled);
+        assert_eq!(config.events.dapr_endpoint, "http://127.0.0.1:3600");
+        assert_eq!(config.events.pubsub_name, "other-pubsub");
+        assert_eq!(config.events.publish_timeout, Duration::from_millis(250));
+        assert!(config.auth.cookie_secure);
+        assert_eq!(config.auth.cookie_samesite, CookieSameSite::Strict);
+        assert_eq!(
+            config.http.frontend_url.as_deref(),
+            Some("https://app.example.com")
+        );
+        assert_eq!(config.http.rate_limit_auth_per_minute, 5);
+        assert_eq!(config.http.rate_limit_tasks_per_minute, 50);
+        assert_eq!((settings.host.as_str(), settings.port), ("127.0.0.1", 9000));
+        assert_eq!(config.events.delivery, EventDelivery::Outbox);
+        assert_eq!(config.events.source, "pakaura/test");
+        assert_eq!(
+            (
+                config.events.topics.task_events.as_str(),
+                config.events.topics.task_updates.as_str()
+            ),
+            ("te", "tu")
+        );
+        assert_eq!(config.events.topics.reminders, "tr");
+        assert_eq!(
+            settings.log_format().unwrap(),
+            crate::logging::LogFormat::Pretty
+        );
+        assert_eq!(settings.log_level().unwrap(), slog::Level::Debug);
+        assert_eq!(config.shutdown_timeout, Duration::from_secs(7));
+        Ok(())
+    });
+}
+
+#[test]
+fn dapr_http_endpoint_wins_over_the_port() {
+    Jail::expect_with(|jail| {
+        clear_env();
+        jail.set_env("DAPR_HTTP_PORT", "3600");
+        jail.set_env("DAPR_HTTP_ENDPOINT", "http://sidecar:3500/");
+        jail.set_env("DAPR_API_TOKEN", "tok");
+        let config = load(None).unwrap().service_config(String::new).unwrap();
+        assert_eq!(config.events.dapr_endpoint, "http://sidecar:3500");
+        assert_eq!(
+            config.events.dapr_api_token.as_ref().map(|t| t.expose()),
+            Some("tok")
+        );
+        Ok(())
+    });
+}
+
+#[test]
+fn environment_overrides_the_file_which_overrides_defaults() {
+    Jail::expect_with(|jail| {
+        clear_env();
+        jail.create_file(
+            "task.toml",
+            "port = 8100\nlog_level = \"warn\"\nevent_queue_capacity = 5\n",
+        )?;
+        jail.set_env("PORT", "8200");
+        let settings = load(Some(Path::new("task.toml"))).expect("file and env load");
+        assert_eq!(settings.port, 8200);
+        assert_eq!(settings.log_level, "warn");
+        assert_eq!(settings.event_queue_capacity, 5);
+        Ok(())
+    });
+}
+
+#[test]
+fn bad_values_fail_naming_the_key() {
+    Jail::expect_with(|jail| {
+        clear_env();
+        for (key, value) in [
+            ("PORT", "eighty"),
+            ("DAPR_ENABLED", "maybe"),
+            ("DAPR_PUBLISH_TIMEOUT", "soon"),
+            ("DAPR_PUBLISH_TIMEOUT", "-1"),
+            ("EVENT_DELIVERY", "carrier-pigeon"),
+            ("COOKIE_SAMESITE", "sometimes"),
+            ("LOG_FORMAT", "xml"),
+            ("LOG_LEVEL", "loud"),
+            ("DATABASE_URL", "mysql://x"),
+            ("RATE_LIMIT_AUTH_PER_MINUTE", "-3"),
+            ("EVENT_QUEUE_CAPACITY", "0"),
+            ("DAPR_HTTP_ENDPOINT", "sidecar:3500"),
+        ] {
+            clear_env();
+            jail.set_env(key, value);
+            let message = load_err(None);
+            assert!(message.contains(key), "{key}={value}: {message}");
+        }
+        Ok(())
+    });
+}
+
+#[test]
+fn unknown_keys_in_the_file_are_rejected() {
+    Jail::expect_with(|jail| {
+        clear_env();
+        jail.create_file("task.toml", "prot = 8100\n")?;
+        let message = load_err(Some(Path::new("task.toml")));
+        assert!(message.contains("prot"), "{message}");
+        Ok(())
+    });
+}
+
+#[test]
+fn a_missing_config_file_is_an_error() {
+    Jail::expect_with(|_jail| {
+        clear_env();
+        let message = load_err(Some(Path::new("nope.toml")));
+        assert!(message.contains("nope.toml"), "{message}");
+        Ok(())
+    });
+}
+
+#[test]
+fn redacted_settings_hide_secrets_and_database_passwords() {
+    let settings = Settings {
+        jwt_secret: Some("super-secret".to_owned()),
+        dapr_api_token: Some("dapr-token".to_owned()),
+        database_url: "postgres://app:hunter2@db/tasks".to_owned(),
+        ..Settings::default()
+    };
+    let text = settings.redacted().to_string();
+    assert!(
+        !text.contains("super-secret") && !text.contains("dapr-token") && !text.contains("hunter2"),
+        "{text}"
+    );
+    assert!(
+        text.contains("postgres://app:[redacted]@db/tasks"),
+        "{text}"
+    );
+    assert_eq!(
+        redact_url_password("sqlite://pakaura.db"),
+        "sqlite://pakaura.db"
+    );
+}
+
+#[test]
+fn env_names_match_the_env_sample_file() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.env.sample");
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|err| panic!("read {}: {err}", path.display()));
+    let in_sample: BTreeSet<String> = text
+        .lines()
+        .map(|line| line.trim().trim_start_matches('#').trim())
+        .filter_map(|line| line.split_once('='))
+        .map(|(name, _)| name.trim().trim_start_matches("export ").to_owned())
+        .filter(|name| {
+            !name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+        })
+        .collect();
+    let read: BTreeSet<String> = ENV_NAMES.iter().map(|name| (*name).to_owned()).collect();
+    assert_eq!(
+        in_sample, read,
+        "names in .env.sample (left) differ from the names the binary reads (right)"
+    );
+}

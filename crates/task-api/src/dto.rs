@@ -1,0 +1,413 @@
+//! Request and response bodies of the REST API, and their conversion from JSON with field-level errors.
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+use task_domain::{DueDate, Task, TaskPatch, TaskTitle, TitleError};
+use time::format_description::well_known::Rfc3339;
+use time::macros::format_description;
+use time::{Date, OffsetDateTime, PrimitiveDateTime};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::error::{ApiError, FieldError};
+use crate::events::rfc3339;
+
+/// `POST /auth/register` and `POST /auth/login`.
+#[derive(Debug, Clone, ToSchema)]
+pub struct Credentials {
+    /// The email address (unique, case-insensitive).
+    pub email: String,
+    /// The password (at least 8 characters to register).
+    #[schema(format = Password, min_length = 8)]
+    pub password: String,
+}
+
+/// A user as the API shows it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct UserResponse {
+    /// The user id.
+    pub id: Uuid,
+    /// The (lowercased) email.
+    pub email: String,
+    /// When the user registered (RFC 3339).
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: String,
+}
+
+/// A plain `{"message": …}` answer.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct MessageResponse {
+    /// What happened.
+    pub message: String,
+}
+
+/// `POST /tasks`.
+#[derive(Debug, Clone, ToSchema)]
+pub struct CreateTaskRequest {
+    /// 1 to 500 characters after trimming.
+    #[schema(min_length = 1, max_length = 500)]
+    pub title: String,
+    /// When the task is due (RFC 3339); optional.
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub due_date: Option<String>,
+}
+
+/// `PATCH /tasks/{id}`: every field optional; `due_date: null` clears the due date.
+#[derive(Debug, Clone, ToSchema)]
+pub struct UpdateTaskRequest {
+    /// A new title.
+    #[schema(min_length = 1, max_length = 500)]
+    pub title: Option<String>,
+    /// A new completion state.
+    pub completed: Option<bool>,
+    /// A new due date (RFC 3339), or `null` to clear it.
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub due_date: Option<String>,
+}
+
+/// A task as the API shows it (no `user_id`).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct TaskResponse {
+    /// The task id.
+    pub id: Uuid,
+    /// The title.
+    pub title: String,
+    /// Whether it is done.
+    pub completed: bool,
+    /// When it is due (RFC 3339), or `null`.
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub due_date: Option<String>,
+    /// When it was created (RFC 3339).
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: String,
+    /// When it last changed (RFC 3339).
+    #[schema(value_type = String, format = DateTime)]
+    pub updated_at: String,
+}
+
+impl From<&Task> for TaskResponse {
+    fn from(task: &Task) -> Self {
+        Self {
+            id: task.id().into_uuid(),
+            title: task.title().as_str().to_owned(),
+            completed: task.completed(),
+            due_date: task.due_date().map(|due| rfc3339(due.instant())),
+            created_at: rfc3339(task.created_at()),
+            updated_at: rfc3339(task.updated_at()),
+        }
+    }
+}
+
+/// `GET /tasks` answer.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct TaskListResponse {
+    /// The tasks, newest first.
+    pub tasks: Vec<TaskResponse>,
+    /// How many.
+    pub count: usize,
+}
+
+/// The health answer.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct HealthResponse {
+    /// `healthy`.
+    pub status: &'static str,
+    /// The service version.
+    pub version: &'static str,
+}
+
+/// Collects field errors while reading a JSON object.
+struct Fields {
+    object: Map<String, Value>,
+    errors: Vec<FieldError>,
+}
+
+impl Fields {
+    fn new(body: Value) -> Result<Self, ApiError> {
+        match body {
+            Value::Object(object) => Ok(Self {
+                object,
+                errors: Vec::new(),
+            }),
+            _ => Err(ApiError::field(
+                "body",
+                "Request body must be a JSON object",
+            )),
+        }
+    }
+
+    /// `None` when absent or null.
+    fn string(&mut self, name: &str) -> Option<String> {
+        match self.object.remove(name) {
+            None | Some(Value::Null) => None,
+            Some(Value::String(text)) => Some(text),
+            Some(_) => {
+                self.errors
+                    .push(FieldError::new(name, format!("{name} must be a string")));
+                None
+            }
+        }
+    }
+
+    fn required_string(&mut self, name: &str) -> Option<String> {
+        if !self.object.contains_key(name) || self.object.get(name) == Some(&Value::Null) {
+            self.errors
+                .push(FieldError::new(name, format!("{name} is required")));
+            return None;
+        }
+        self.string(name)
+    }
+
+    fn bool(&mut self, name: &str) -> Option<bool> {
+        match self.object.remove(name) {
+            None | Some(Value::Null) => None,
+            Some(Value::Bool(value)) => Some(value),
+            Some(_) => {
+                self.errors
+                    .push(FieldError::new(name, format!("{name} must be a boolean")));
+                None
+            }
+        }
+    }
+
+    /// Absent: `None`; null: `Some(None)`; a string: `Some(Some(text))`.
+    fn nullable_string(&mut self, name: &str) -> Option<Option<String>> {
+        match self.object.remove(name) {
+            None => None,
+            Some(Value::Null) => Some(None),
+            Some(Value::String(text)) => Some(Some(text)),
+            Some(_) => {
+                self.errors.push(FieldError::new(
+                    name,
+                    format!("{name} must be a date-time string or null"),
+                ));
+                None
+            }
+        }
+    }
+
+    fn push(&mut self, field: &str, message: impl Into<String>) {
+        self.errors.push(FieldError::new(field, message));
+    }
+
+    fn finish(self) -> Result<(), ApiError> {
+        if self.errors.is_empty() {
+            return Ok(());
+        }
+        let message = if self.errors.len() == 1 {
+            self.errors[0].message.clone()
+        } else {
+            "Request validation failed".to_owned()
+        };
+        Err(ApiError::Validation {
+            message,
+            details: self.errors,
+        })
+    }
+}
+
+/// Parses a due date: RFC 3339, or a date-time without offset (taken as UTC), or a date (midnight UTC).
+pub fn parse_due_date(text: &str) -> Option<DueDate> {
+    let text = text.trim();
+    if let Ok(instant) = OffsetDateTime::parse(text, &Rfc3339) {
+        return Some(DueDate::new(instant));
+    }
+    let naive = format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]");
+    let naive_frac =
+        format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond]");
+    for format in [naive, naive_frac] {
+        if let Ok(local) = PrimitiveDateTime::parse(text, &format) {
+            return Some(DueDate::new(local.assume_utc()));
+        }
+    }
+    let date = format_description!("[year]-[month]-[day]");
+    Date::parse(text, &date)
+        .ok()
+        .map(|day| DueDate::new(day.midnight().assume_utc()))
+}
+
+fn title_message(err: &TitleError) -> String {
+    match err {
+        TitleError::Empty => "Title must not be empty".to_owned(),
+        TitleError::TooLong { max, .. } => format!("Title must be at most {max} characters"),
+    }
+}
+
+/// A validated `POST /tasks` body.
+#[derive(Debug, Clone)]
+pub struct NewTaskInput {
+    /// The title.
+    pub title: TaskTitle,
+    /// The due date.
+    pub due_date: Option<DueDate>,
+}
+
+/// Reads a `POST /tasks` body.
+pub fn parse_create(body: Value) -> Result<NewTaskInput, ApiError> {
+    let mut fields = Fields::new(body)?;
+    let title = fields.required_string("title");
+    let due_text = fields.string("due_date");
+    let title = title.and_then(|raw| match TaskTitle::parse(&raw) {
+        Ok(title) => Some(title),
+        Err(err) => {
+            fields.push("title", title_message(&err));
+            None
+        }
+    });
+    let due_date = match due_text {
+        None => None,
+        Some(text) => match parse_due_date(&text) {
+            Some(due) => Some(due),
+            None => {
+                fields.push("due_date", "due_date must be an RFC 3339 date-time");
+                None
+            }
+        },
+    };
+    fields.finish()?;
+    let title = title.ok_or_else(|| ApiError::field("title", "title is required"))?;
+    Ok(NewTaskInput { title, due_date })
+}
+
+/// Reads a `PATCH /tasks/{id}` body.
+pub fn parse_update(body: Value) -> Result<TaskPatch, ApiError> {
+    let mut fields = Fields::new(body)?;
+    let title = fields.string("title");
+    let completed = fields.bool("completed");
+    let due_text = fields.nullable_string("due_date");
+    let title = title.and_then(|raw| match TaskTitle::parse(&raw) {
+        Ok(title) => Some(title),
+        Err(err) => {
+            fields.push("title", title_message(&err));
+            None
+        }
+    });
+    let due_date = match due_text {
+        None => None,
+        Some(None) => Some(None),
+        Some(Some(text)) => match parse_due_date(&text) {
+            Some(due) => Some(Some(due)),
+            None => {
+                fields.push("due_date", "due_date must be an RFC 3339 date-time or null");
+                None
+            }
+        },
+    };
+    fields.finish()?;
+    Ok(TaskPatch {
+        title,
+        completed,
+        due_date,
+    })
+}
+
+/// Reads a register or login body: `(email, password)` as given.
+pub fn parse_credentials(body: Value) -> Result<(String, String), ApiError> {
+    let mut fields = Fields::new(body)?;
+    let email = fields.required_string("email");
+    let password = fields.required_string("password");
+    fields.finish()?;
+    match (email, password) {
+        (Some(email), Some(password)) => Ok((email, password)),
+        _ => Err(ApiError::field("body", "email and password are required")),
+    }
+}
+
+/// Reads the `completed` filter of `GET /tasks`.
+pub fn parse_completed_filter(raw: Option<&str>) -> Result<Option<bool>, ApiError> {
+    match raw.map(|v| v.trim().to_ascii_lowercase()) {
+        None => Ok(None),
+        Some(v) if v.is_empty() => Ok(None),
+        Some(v) if ["true", "1", "yes", "on"].contains(&v.as_str()) => Ok(Some(true)),
+        Some(v) if ["false", "0", "no", "off"].contains(&v.as_str()) => Ok(Some(false)),
+        Some(_) => Err(ApiError::field("completed", "completed must be a boolean")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn details(err: ApiError) -> Vec<String> {
+        match err {
+            ApiError::Validation { details, .. } => details.into_iter().map(|d| d.field).collect(),
+            other => panic!("expected a validation error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn create_bodies_are_checked_field_by_field() {
+        let ok =
+            parse_create(json!({"title": "  Buy milk  ", "due_date": "2030-01-02T03:04:05+02:00"}))
+                .unwrap();
+        assert_eq!(ok.title.as_str(), "Buy milk");
+        assert_eq!(
+            rfc3339(ok.due_date.unwrap().instant()),
+            "2030-01-02T01:04:05Z"
+        );
+        assert_eq!(details(parse_create(json!({})).unwrap_err()), ["title"]);
+        assert_eq!(
+            details(parse_create(json!({"title": 5})).unwrap_err()),
+            ["title"]
+        );
+        assert_eq!(
+            details(parse_create(json!({"title": "   "})).unwrap_err()),
+            ["title"]
+        );
+        assert_eq!(
+            details(parse_create(json!({"title": "x", "due_date": "soon"})).unwrap_err()),
+            ["due_date"]
+        );
+        assert_eq!(details(parse_create(json!([1])).unwrap_err()), ["body"]);
+        assert!(parse_create(json!({"title": "é".repeat(500)})).is_ok());
+        assert_eq!(
+            details(parse_create(json!({"title": "é".repeat(501)})).unwrap_err()),
+            ["title"]
+        );
+    }
+
+    #[test]
+    fn update_bodies_distinguish_absent_and_null_due_dates() {
+        assert_eq!(parse_update(json!({})).unwrap(), TaskPatch::default());
+        assert_eq!(
+            parse_update(json!({"due_date": null})).unwrap().due_date,
+            Some(None)
+        );
+        assert_eq!(
+            parse_update(json!({"completed": true})).unwrap().completed,
+            Some(true)
+        );
+        assert_eq!(
+            details(parse_update(json!({"completed": "yes"})).unwrap_err()),
+            ["completed"]
+        );
+        assert_eq!(
+            details(parse_update(json!({"title": "", "completed": 1})).unwrap_err()),
+            ["completed", "title"]
+        );
+    }
+
+    #[test]
+    fn due_dates_accept_rfc3339_naive_and_plain_dates() {
+        assert!(parse_due_date("2030-01-02T03:04:05Z").is_some());
+        assert_eq!(
+            rfc3339(parse_due_date("2030-01-02T03:04:05").unwrap().instant()),
+            "2030-01-02T03:04:05Z"
+        );
+        assert_eq!(
+            rfc3339(parse_due_date("2030-01-02").unwrap().instant()),
+            "2030-01-02T00:00:00Z"
+        );
+        assert!(parse_due_date("02/01/2030").is_none());
+    }
+
+    #[test]
+    fn completed_filter_accepts_booleans_only() {
+        assert_eq!(parse_completed_filter(None).unwrap(), None);
+        assert_eq!(parse_completed_filter(Some("true")).unwrap(), Some(true));
+        assert_eq!(parse_completed_filter(Some("0")).unwrap(), Some(false));
+        assert!(parse_completed_filter(Some("maybe")).is_err());
+    }
+}

@@ -1,0 +1,344 @@
+//! Domain events → CloudEvents (SPEC §3.1, §3.2): types, topics, payloads and the envelope attributes.
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+use task_domain::{DueDate, ReminderChange, Task, TaskEvent};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use uuid::Uuid;
+
+use cloudevents_model::CloudEvent;
+
+use crate::config::Topics;
+
+/// `task.created`.
+pub const TASK_CREATED: &str = "task.created";
+/// `task.updated`.
+pub const TASK_UPDATED: &str = "task.updated";
+/// `task.completed`.
+pub const TASK_COMPLETED: &str = "task.completed";
+/// `task.uncompleted`.
+pub const TASK_UNCOMPLETED: &str = "task.uncompleted";
+/// `task.deleted`.
+pub const TASK_DELETED: &str = "task.deleted";
+/// `sync.task`.
+pub const SYNC_TASK: &str = "sync.task";
+/// `reminder.scheduled`.
+pub const REMINDER_SCHEDULED: &str = "reminder.scheduled";
+/// `reminder.rescheduled`.
+pub const REMINDER_RESCHEDULED: &str = "reminder.rescheduled";
+/// `reminder.cancelled`.
+pub const REMINDER_CANCELLED: &str = "reminder.cancelled";
+
+/// The extension carrying the correlation id as the plan asked (Dapr may overwrite it).
+pub const EXT_TRACEID: &str = "traceid";
+/// The extension carrying the correlation id that consumers should read.
+pub const EXT_CORRELATIONID: &str = "correlationid";
+/// The extension carrying the partition key (the user id).
+pub const EXT_PARTITIONKEY: &str = "partitionkey";
+
+/// What every event of one request shares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventContext {
+    /// The request's correlation id.
+    pub correlation_id: Uuid,
+    /// The incoming `traceparent`, forwarded to the sidecar.
+    pub traceparent: Option<String>,
+}
+
+impl EventContext {
+    /// A context with a fresh correlation id and no trace.
+    pub fn new_detached() -> Self {
+        Self {
+            correlation_id: Uuid::new_v4(),
+            traceparent: None,
+        }
+    }
+}
+
+/// One CloudEvent ready to publish, with where and how.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutgoingEvent {
+    /// The topic.
+    pub topic: String,
+    /// The partition key (the user id).
+    pub partition_key: String,
+    /// The `traceparent` to forward.
+    pub traceparent: Option<String>,
+    /// The event.
+    pub event: CloudEvent<Value>,
+}
+
+impl OutgoingEvent {
+    /// The event id.
+    pub fn id(&self) -> &str {
+        self.event.id()
+    }
+
+    /// The event type.
+    pub fn event_type(&self) -> &str {
+        self.event.ty()
+    }
+
+    /// The structured-mode JSON of the event.
+    pub fn to_json(&self) -> Result<String, serde_json::Error> {
+        serde_json::to_string(&self.event)
+    }
+}
+
+/// Payload of `task.created`.
+#[derive(Debug, Serialize)]
+pub struct TaskCreatedData<'a> {
+    /// Task id.
+    pub task_id: String,
+    /// Owner id.
+    pub user_id: String,
+    /// `"created"`.
+    pub action: &'static str,
+    /// Title.
+    pub title: &'a str,
+    /// Completion state.
+    pub completed: bool,
+    /// Due date, when set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub due_date: Option<String>,
+    /// When the change happened.
+    pub timestamp: String,
+}
+
+/// Payload of `task.updated`.
+#[derive(Debug, Serialize)]
+pub struct TaskUpdatedData<'a> {
+    /// Task id.
+    pub task_id: String,
+    /// Owner id.
+    pub user_id: String,
+    /// `"updated"`.
+    pub action: &'static str,
+    /// The title after the change.
+    pub title: &'a str,
+    /// `{field: new value}` for each changed field (`due_date: null` when cleared).
+    pub changes: Map<String, Value>,
+    /// When the change happened.
+    pub timestamp: String,
+}
+
+/// Payload of `task.completed` / `task.uncompleted`.
+#[derive(Debug, Serialize)]
+pub struct TaskCompletionData {
+    /// Task id.
+    pub task_id: String,
+    /// Owner id.
+    pub user_id: String,
+    /// `"completed"` or `"uncompleted"`.
+    pub action: &'static str,
+    /// The new completion state.
+    pub completed: bool,
+    /// When the change happened.
+    pub timestamp: String,
+}
+
+/// Payload of `task.deleted` and `sync.task`.
+#[derive(Debug, Serialize)]
+pub struct TaskActionData {
+    /// Task id.
+    pub task_id: String,
+    /// Owner id.
+    pub user_id: String,
+    /// What happened.
+    pub action: &'static str,
+    /// When the change happened.
+    pub timestamp: String,
+}
+
+/// Payload of `reminder.*`.
+#[derive(Debug, Serialize)]
+pub struct ReminderData {
+    /// Task id.
+    pub task_id: String,
+    /// Owner id.
+    pub user_id: String,
+    /// `"scheduled"`, `"rescheduled"` or `"cancelled"`.
+    pub action: &'static str,
+    /// The due date; `null` only for `cancelled`.
+    pub due_date: Option<String>,
+    /// When the change happened.
+    pub timestamp: String,
+}
+
+/// RFC 3339 in UTC with a `Z`.
+pub fn rfc3339(instant: OffsetDateTime) -> String {
+    instant
+        .to_offset(time::UtcOffset::UTC)
+        .format(&Rfc3339)
+        .unwrap_or_else(|_| instant.unix_timestamp().to_string())
+}
+
+/// The payload structs hold strings, booleans and string maps only, so serialization cannot fail.
+fn to_value<T: Serialize>(data: &T) -> Value {
+    serde_json::to_value(data).unwrap_or(Value::Null)
+}
+
+fn due(due: DueDate) -> String {
+    rfc3339(due.instant())
+}
+
+/// Builds the CloudEvents of a mutation.
+#[derive(Debug, Clone)]
+pub struct EventFactory {
+    source: String,
+    topics: Topics,
+}
+
+impl EventFactory {
+    /// A factory with `source` (for example `pakaura/api`) and topic names.
+    pub fn new(source: impl Into<String>, topics: Topics) -> Self {
+        Self {
+            source: source.into(),
+            topics,
+        }
+    }
+
+    /// The topic names.
+    pub fn topics(&self) -> &Topics {
+        &self.topics
+    }
+
+    /// The CloudEvents of `events`, in order, for `task` (its state after the change; before it for deletes).
+    pub fn build(
+        &self,
+        task: &Task,
+        events: &[TaskEvent],
+        ctx: &EventContext,
+        now: OffsetDateTime,
+    ) -> Result<Vec<OutgoingEvent>, cloudevents_model::BuildError> {
+        events
+            .iter()
+            .map(|event| self.build_one(task, event, ctx, now))
+            .collect()
+    }
+
+    fn build_one(
+        &self,
+        task: &Task,
+        event: &TaskEvent,
+        ctx: &EventContext,
+        now: OffsetDateTime,
+    ) -> Result<OutgoingEvent, cloudevents_model::BuildError> {
+        let task_id = task.id().to_string();
+        let user_id = task.user_id().to_string();
+        let timestamp = rfc3339(now);
+        let (ty, topic, data): (&str, &str, Value) = match event {
+            TaskEvent::Created => (
+                TASK_CREATED,
+                &self.topics.task_events,
+                to_value(&TaskCreatedData {
+                    task_id: task_id.clone(),
+                    user_id: user_id.clone(),
+                    action: "created",
+                    title: task.title().as_str(),
+                    completed: task.completed(),
+                    due_date: task.due_date().map(due),
+                    timestamp,
+                }),
+            ),
+            TaskEvent::Updated(fields) => {
+                let mut changes = Map::new();
+                if let Some(title) = &fields.title {
+                    changes.insert("title".to_owned(), Value::String(title.as_str().to_owned()));
+                }
+                if let Some(due_date) = fields.due_date {
+                    changes.insert(
+                        "due_date".to_owned(),
+                        due_date.map(due).map_or(Value::Null, Value::String),
+                    );
+                }
+                (
+                    TASK_UPDATED,
+                    &self.topics.task_events,
+                    to_value(&TaskUpdatedData {
+                        task_id: task_id.clone(),
+                        user_id: user_id.clone(),
+                        action: "updated",
+                        title: task.title().as_str(),
+                        changes,
+                        timestamp,
+                    }),
+                )
+            }
+            TaskEvent::Completed | TaskEvent::Uncompleted => {
+                let completed = matches!(event, TaskEvent::Completed);
+                let (ty, action) = if completed {
+                    (TASK_COMPLETED, "completed")
+                } else {
+                    (TASK_UNCOMPLETED, "uncompleted")
+                };
+                (
+                    ty,
+                    &self.topics.task_events,
+                    to_value(&TaskCompletionData {
+                        task_id: task_id.clone(),
+                        user_id: user_id.clone(),
+                        action,
+                        completed,
+                        timestamp,
+                    }),
+                )
+            }
+            TaskEvent::Deleted => (
+                TASK_DELETED,
+                &self.topics.task_events,
+                to_value(&TaskActionData {
+                    task_id: task_id.clone(),
+                    user_id: user_id.clone(),
+                    action: "deleted",
+                    timestamp,
+                }),
+            ),
+            TaskEvent::Reminder(change) => {
+                let ty = match change {
+                    ReminderChange::Scheduled(_) => REMINDER_SCHEDULED,
+                    ReminderChange::Rescheduled(_) => REMINDER_RESCHEDULED,
+                    ReminderChange::Cancelled => REMINDER_CANCELLED,
+                };
+                (
+                    ty,
+                    &self.topics.reminders,
+                    to_value(&ReminderData {
+                        task_id: task_id.clone(),
+                        user_id: user_id.clone(),
+                        action: change.action(),
+                        due_date: change.due_date().map(due),
+                        timestamp,
+                    }),
+                )
+            }
+            TaskEvent::Sync(action) => (
+                SYNC_TASK,
+                &self.topics.task_updates,
+                to_value(&TaskActionData {
+                    task_id: task_id.clone(),
+                    user_id: user_id.clone(),
+                    action: action.as_str(),
+                    timestamp,
+                }),
+            ),
+        };
+        let correlation = ctx.correlation_id.to_string();
+        let event = CloudEvent::builder(Uuid::new_v4().to_string(), self.source.clone(), ty)
+            .time(now)
+            .subject(task_id)
+            .datacontenttype("application/json")
+            .extension(EXT_TRACEID, correlation.clone())
+            .extension(EXT_CORRELATIONID, correlation)
+            .extension(EXT_PARTITIONKEY, user_id.clone())
+            .data(data)
+            .build()?;
+        Ok(OutgoingEvent {
+            topic: topic.to_owned(),
+            partition_key: user_id,
+            traceparent: ctx.traceparent.clone(),
+            event,
+        })
+    }
+}

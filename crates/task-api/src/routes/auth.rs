@@ -1,0 +1,163 @@
+//! `/api/v1/auth/*`: register, login, logout, me.
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde_json::Value;
+use task_domain::{Email, UserId};
+use task_store::{NewUser, StoreError, User};
+use time::OffsetDateTime;
+
+use crate::auth::{AuthUser, DUMMY_HASH, hash_password, verify_password};
+use crate::dto::{MessageResponse, UserResponse, parse_credentials};
+use crate::error::{ApiError, FieldError};
+use crate::events::rfc3339;
+use crate::state::AppState;
+
+/// The shortest accepted password, in characters.
+pub const MIN_PASSWORD_CHARS: usize = 8;
+
+fn user_response(user: &User) -> UserResponse {
+    UserResponse {
+        id: user.id.into_uuid(),
+        email: user.email.as_str().to_owned(),
+        created_at: rfc3339(user.created_at),
+    }
+}
+
+/// The key of the per-client-address limit: the peer IP (not a forwarded header, which anyone can set).
+fn client_key(req: &HttpRequest) -> String {
+    req.peer_addr()
+        .map(|addr| addr.ip().to_string())
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
+fn login_failed() -> ApiError {
+    ApiError::Authentication("Invalid email or password".to_owned())
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    web::block(f).await.map_err(ApiError::internal)
+}
+
+/// Registers a user and signs them in.
+#[utoipa::path(post, path = "/api/v1/auth/register", tag = "auth", request_body = crate::dto::Credentials,
+    responses(
+        (status = 201, description = "Registered; the auth_token cookie is set", body = UserResponse),
+        (status = 409, description = "Email already registered", body = crate::error::ErrorEnvelope),
+        (status = 422, description = "Invalid email or password", body = crate::error::ErrorEnvelope),
+        (status = 429, description = "Too many requests", body = crate::error::ErrorEnvelope)))]
+pub async fn register(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Json<Value>,
+) -> Result<HttpResponse, ApiError> {
+    state.auth_limiter.check(&client_key(&req))?;
+    let (email, password) = parse_credentials(body.into_inner())?;
+    let mut details = Vec::new();
+    let email = match Email::parse(&email) {
+        Ok(email) => Some(email),
+        Err(err) => {
+            details.push(FieldError::new("email", err.to_string()));
+            None
+        }
+    };
+    if password.chars().count() < MIN_PASSWORD_CHARS {
+        details.push(FieldError::new(
+            "password",
+            format!("password must be at least {MIN_PASSWORD_CHARS} characters"),
+        ));
+    }
+    let email = match email {
+        Some(email) if details.is_empty() => email,
+        _ => {
+            let message = details
+                .first()
+                .map(|d| d.message.clone())
+                .unwrap_or_default();
+            return Err(ApiError::Validation { message, details });
+        }
+    };
+    let conflict = || ApiError::Conflict("Email already registered".to_owned());
+    if state.store.find_user_by_email(&email).await?.is_some() {
+        return Err(conflict());
+    }
+    let password_hash = blocking(move || hash_password(&password)).await??;
+    let new = NewUser {
+        id: UserId::new_v4(),
+        email,
+        password_hash,
+        now: OffsetDateTime::now_utc(),
+    };
+    let user = state
+        .store
+        .create_user(new)
+        .await
+        .map_err(|err| match err {
+            StoreError::UniqueViolation { .. } => conflict(),
+            other => other.into(),
+        })?;
+    let token = state.auth.issue(user.id.into_uuid(), user.email.as_str())?;
+    Ok(HttpResponse::Created()
+        .cookie(state.auth.cookie(&token))
+        .json(user_response(&user)))
+}
+
+/// Signs a user in.
+#[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = crate::dto::Credentials,
+    responses(
+        (status = 200, description = "Signed in; the auth_token cookie is set", body = UserResponse),
+        (status = 401, description = "Invalid email or password", body = crate::error::ErrorEnvelope),
+        (status = 429, description = "Too many requests", body = crate::error::ErrorEnvelope)))]
+pub async fn login(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Json<Value>,
+) -> Result<HttpResponse, ApiError> {
+    state.auth_limiter.check(&client_key(&req))?;
+    let (email, password) = parse_credentials(body.into_inner())?;
+    let user = match Email::parse(&email) {
+        Ok(email) => state.store.find_user_by_email(&email).await?,
+        Err(_) => None,
+    };
+    let stored = user
+        .as_ref()
+        .map(|u| u.password_hash.clone())
+        .unwrap_or_else(|| DUMMY_HASH.to_owned());
+    // The dummy hash is verified too when the email is unknown, so timing does not reveal registered emails.
+    let valid = blocking(move || verify_password(&password, &stored)).await?;
+    let user = match user {
+        Some(user) if valid => user,
+        _ => return Err(login_failed()),
+    };
+    let token = state.auth.issue(user.id.into_uuid(), user.email.as_str())?;
+    Ok(HttpResponse::Ok()
+        .cookie(state.auth.cookie(&token))
+        .json(user_response(&user)))
+}
+
+/// Signs out: clears the cookie.
+#[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth",
+    responses((status = 200, description = "The cookie is cleared", body = MessageResponse)))]
+pub async fn logout(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    state.auth_limiter.check(&client_key(&req))?;
+    Ok(HttpResponse::Ok()
+        .cookie(state.auth.removal_cookie())
+        .json(MessageResponse {
+            message: "Logged out successfully".to_owned(),
+        }))
+}
+
+/// The signed-in user.
+#[utoipa::path(get, path = "/api/v1/auth/me", tag = "auth", security(("cookie" = []), ("bearer" = [])),
+    responses(
+        (status = 200, description = "The user", body = UserResponse),
+        (status = 401, description = "Not authenticated", body = crate::error::ErrorEnvelope)))]
+pub async fn me(state: web::Data<AppState>, user: AuthUser) -> Result<HttpResponse, ApiError> {
+    let found = state.store.find_user(UserId::from_uuid(user.id)).await?;
+    let user = found.ok_or_else(|| ApiError::Authentication("User no longer exists".to_owned()))?;
+    Ok(HttpResponse::Ok().json(user_response(&user)))
+}

@@ -1,0 +1,43 @@
+//! `/api/v1/health`, `/healthz` (liveness), `/readyz` (database reachable) and `/metrics` (Prometheus text).
+
+use actix_web::{HttpResponse, web};
+use serde_json::json;
+
+use crate::dto::HealthResponse;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// The service is up.
+#[utoipa::path(get, path = "/api/v1/health", tag = "health",
+    responses((status = 200, description = "The service is up", body = HealthResponse)))]
+pub async fn health() -> HttpResponse {
+    HttpResponse::Ok().json(HealthResponse {
+        status: "healthy",
+        version: env!("CARGO_PKG_VERSION"),
+    })
+}
+
+/// Liveness: the process answers.
+#[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200, description = "Alive")))]
+pub async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(json!({"status": "ok"}))
+}
+
+/// Readiness: the database answers.
+#[utoipa::path(get, path = "/readyz", tag = "health", responses(
+    (status = 200, description = "Ready"),
+    (status = 503, description = "The database is unreachable", body = crate::error::ErrorEnvelope)))]
+pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    state.tasks.check_database().await?;
+    Ok(HttpResponse::Ok().json(json!({"status": "ready"})))
+}
+
+/// Prometheus text: HTTP request counts and latencies, event publishing counters.
+#[utoipa::path(get, path = "/metrics", tag = "health", responses((status = 200, description = "Prometheus text format")))]
+pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    let mut extra = state.publisher.metrics();
+    extra.extend(state.tasks.metrics());
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(state.metrics.render(&extra))
+}

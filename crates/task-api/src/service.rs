@@ -1,0 +1,273 @@
+//! `TaskService`: the task operations with their business rules (ownership, events, delivery), shared by the REST
+//! routes and the MCP tools so neither copies them.
+
+use std::sync::Arc;
+
+use task_domain::{Task, TaskId, TaskPatch, UserId, clear_completed};
+use task_store::{NewOutboxMessage, Staged, Store, StoreError};
+use time::OffsetDateTime;
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+use crate::dto::NewTaskInput;
+use crate::error::ApiError;
+use crate::events::{EventContext, EventFactory, OutgoingEvent};
+use crate::metrics::ExtraMetric;
+use crate::middleware::RequestContext;
+use crate::outbox::RelayCounters;
+use crate::publisher::EventPublisher;
+
+/// Where the events of a committed change go.
+#[derive(Debug, Clone)]
+pub enum Delivery {
+    /// Handed to a publisher after the commit (fire-and-forget, or logged when publishing is off).
+    Publish(Arc<dyn EventPublisher>),
+    /// Written to `event_outbox` in the change's transaction; the relay is woken after the commit.
+    Outbox {
+        /// Wakes the relay.
+        wake: Arc<Notify>,
+        /// The relay's counters, for `/metrics`.
+        counters: Arc<RelayCounters>,
+    },
+}
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::NotFound => ApiError::NotFound("Task not found".to_owned()),
+            StoreError::UniqueViolation { .. } => {
+                ApiError::Conflict("Resource already exists".to_owned())
+            }
+            StoreError::CheckViolation { constraint } => {
+                ApiError::field("body", format!("value rejected by constraint {constraint}"))
+            }
+            StoreError::ForeignKeyViolation { .. } => {
+                ApiError::Authentication("The authenticated user no longer exists".to_owned())
+            }
+            StoreError::Unavailable(source) => ApiError::Unavailable(source),
+            other => ApiError::Internal(Box::new(other)),
+        }
+    }
+}
+
+/// The task operations of one service instance. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct TaskService {
+    store: Store,
+    factory: EventFactory,
+    delivery: Delivery,
+}
+
+fn event_context(ctx: &RequestContext) -> EventContext {
+    EventContext {
+        correlation_id: ctx.correlation_id,
+        traceparent: ctx.traceparent.clone(),
+    }
+}
+
+fn owned_by(task: &Task, user: UserId) -> Result<(), ApiError> {
+    if task.user_id() == user {
+        Ok(())
+    } else {
+        Err(ApiError::Authorization)
+    }
+}
+
+impl TaskService {
+    /// A service over `store`, building events with `factory` and delivering them by `delivery`.
+    pub fn new(store: Store, factory: EventFactory, delivery: Delivery) -> Self {
+        Self {
+            store,
+            factory,
+            delivery,
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    fn outbox_mode(&self) -> bool {
+        matches!(self.delivery, Delivery::Outbox { .. })
+    }
+
+    /// The CloudEvents of a change, and the outbox rows to write with it (none unless in outbox mode).
+    fn stage(
+        &self,
+        task: &Task,
+        events: &[task_domain::TaskEvent],
+        ectx: &EventContext,
+        now: OffsetDateTime,
+    ) -> Result<Staged<Vec<OutgoingEvent>>, ApiError> {
+        let outgoing = self
+            .factory
+            .build(task, events, ectx, now)
+            .map_err(ApiError::internal)?;
+        let rows = if self.outbox_mode() {
+            outbox_rows(&outgoing)?
+        } else {
+            Vec::new()
+        };
+        Ok(Staged::new(outgoing).with_outbox(rows))
+    }
+
+    /// Called after the commit: publish, or wake the relay.
+    fn deliver(&self, events: Vec<OutgoingEvent>, ctx: &RequestContext) {
+        if events.is_empty() {
+            return;
+        }
+        match &self.delivery {
+            Delivery::Publish(publisher) => publisher.publish(events, &ctx.log),
+            Delivery::Outbox { wake, .. } => wake.notify_one(),
+        }
+    }
+
+    /// Creates a task for `user`: `task.created` (+ `reminder.scheduled`) + `sync.task`.
+    pub async fn create(
+        &self,
+        user: UserId,
+        input: NewTaskInput,
+        ctx: &RequestContext,
+    ) -> Result<Task, ApiError> {
+        let now = OffsetDateTime::now_utc();
+        let (task, events) = Task::create(TaskId::new_v4(), user, input.title, input.due_date, now);
+        let staged = self.stage(&task, &events, &event_context(ctx), now)?;
+        self.store.insert_task(&task, &staged.outbox).await?;
+        self.deliver(staged.value, ctx);
+        Ok(task)
+    }
+
+    /// The user's tasks, newest first, optionally filtered by completion.
+    pub async fn list(&self, user: UserId, completed: Option<bool>) -> Result<Vec<Task>, ApiError> {
+        Ok(self.store.list_tasks(user, completed).await?)
+    }
+
+    /// One task of the user: 404 when unknown, 403 when someone else's.
+    pub async fn get(&self, user: UserId, id: TaskId) -> Result<Task, ApiError> {
+        let task = self.store.get_task(id).await?;
+        owned_by(&task, user)?;
+        Ok(task)
+    }
+
+    /// Applies a patch; publishes what SPEC §3.3 lists (nothing when nothing changed).
+    pub async fn update(
+        &self,
+        user: UserId,
+        id: TaskId,
+        patch: TaskPatch,
+        ctx: &RequestContext,
+    ) -> Result<Task, ApiError> {
+        let now = OffsetDateTime::now_utc();
+        let ectx = event_context(ctx);
+        let (task, events) = self
+            .store
+            .update_task(id, |task: &mut Task| {
+                owned_by(task, user)?;
+                let events = task.update(patch, now);
+                self.stage(task, &events, &ectx, now)
+            })
+            .await?;
+        self.deliver(events, ctx);
+        Ok(task)
+    }
+
+    /// Marks a task done.
+    pub async fn complete(
+        &self,
+        user: UserId,
+        id: TaskId,
+        ctx: &RequestContext,
+    ) -> Result<Task, ApiError> {
+        self.update(user, id, TaskPatch::completed(true), ctx).await
+    }
+
+    /// Marks a task not done.
+    pub async fn uncomplete(
+        &self,
+        user: UserId,
+        id: TaskId,
+        ctx: &RequestContext,
+    ) -> Result<Task, ApiError> {
+        self.update(user, id, TaskPatch::completed(false), ctx)
+            .await
+    }
+
+    /// Deletes a task: `task.deleted` (+ `reminder.cancelled`) + `sync.task`.
+    pub async fn delete(
+        &self,
+        user: UserId,
+        id: TaskId,
+        ctx: &RequestContext,
+    ) -> Result<Task, ApiError> {
+        let now = OffsetDateTime::now_utc();
+        let ectx = event_context(ctx);
+        let (task, events) = self
+            .store
+            .delete_task(id, |task: &Task| {
+                owned_by(task, user)?;
+                self.stage(task, &task.delete(), &ectx, now)
+            })
+            .await?;
+        self.deliver(events, ctx);
+        Ok(task)
+    }
+
+    /// Deletes every completed task of the user; the events of a delete for each.
+    pub async fn clear_completed(
+        &self,
+        user: UserId,
+        ctx: &RequestContext,
+    ) -> Result<Vec<Task>, ApiError> {
+        let now = OffsetDateTime::now_utc();
+        let ectx = event_context(ctx);
+        let (removed, events) = self
+            .store
+            .delete_completed(user, |tasks: &[Task]| {
+                let mut all = Staged::new(Vec::new());
+                for (task_id, events) in clear_completed(tasks) {
+                    let Some(task) = tasks.iter().find(|task| task.id() == task_id) else {
+                        continue;
+                    };
+                    let staged = self.stage(task, &events, &ectx, now)?;
+                    all.value.extend(staged.value);
+                    all.outbox.extend(staged.outbox);
+                }
+                Ok::<_, ApiError>(all)
+            })
+            .await?;
+        self.deliver(events, ctx);
+        Ok(removed)
+    }
+
+    /// Readiness: the database answers (503 otherwise).
+    pub async fn check_database(&self) -> Result<(), ApiError> {
+        self.store.ping().await.map_err(|err| match err {
+            StoreError::Unavailable(source) => ApiError::Unavailable(source),
+            other => ApiError::Unavailable(Box::new(other)),
+        })
+    }
+
+    /// The outbox relay's counters (empty unless in outbox mode).
+    pub fn metrics(&self) -> Vec<ExtraMetric> {
+        match &self.delivery {
+            Delivery::Outbox { counters, .. } => counters.metrics(),
+            Delivery::Publish(_) => Vec::new(),
+        }
+    }
+}
+
+/// The outbox rows of `events`: the event id as primary key, the structured JSON as payload.
+fn outbox_rows(events: &[OutgoingEvent]) -> Result<Vec<NewOutboxMessage>, ApiError> {
+    events
+        .iter()
+        .map(|outgoing| {
+            Ok(NewOutboxMessage {
+                id: Uuid::parse_str(outgoing.id()).map_err(ApiError::internal)?,
+                topic: outgoing.topic.clone(),
+                partition_key: outgoing.partition_key.clone(),
+                payload: outgoing.to_json().map_err(ApiError::internal)?,
+            })
+        })
+        .collect()
+}

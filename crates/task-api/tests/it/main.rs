@@ -1,0 +1,11 @@
+//! The task-api integration tests: one binary, one module per feature (SQLite always, PostgreSQL when
+//! `TEST_DATABASE_URL` is set).
+
+mod support;
+
+mod auth;
+mod errors;
+mod events;
+mod health;
+mod outbox;
+mod tasks;

@@ -1,0 +1,175 @@
+//! `EVENT_DELIVERY=outbox`: events are stored with the change and delivered by the relay once the sidecar is
+//! back, with the same event ids; failures back off and move rows aside.
+
+use std::time::{Duration, Instant};
+
+use actix_web::http::StatusCode;
+use serde_json::json;
+
+use crate::db_test;
+use crate::support::{Backend, Mode, Options, Sidecar, TestApp, sidecar::free_port};
+
+async fn outbox_delivers_after_the_sidecar_comes_back_with_the_same_ids(backend: Backend) {
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let app = TestApp::with(Options::new(backend).outbox(&url)).await;
+    let user = app.register().await;
+    for i in 0..3 {
+        let started = Instant::now();
+        let answer = app
+            .request(
+                "POST",
+                "/api/v1/tasks",
+                Some(json!({"title": format!("t{i}"), "due_date": "2030-01-01"})),
+                Some(&user.token),
+            )
+            .await;
+        assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.text);
+        assert!(
+            started.elapsed() < Duration::from_millis(500),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+    // The sidecar is down: the events wait in the outbox.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let stored = app.state.store.outbox_rows().await.unwrap();
+    assert_eq!(stored.len(), 9, "{stored:?}");
+    let mut stored_ids: Vec<String> = stored.iter().map(|row| row.id.to_string()).collect();
+    stored_ids.sort();
+    assert!(
+        stored.iter().any(|row| row.attempts > 0),
+        "the relay tried and failed"
+    );
+
+    let sidecar = Sidecar::start_on(port, Mode::Accept);
+    let got = sidecar.wait_for(9).await;
+    let mut delivered: Vec<String> = got
+        .iter()
+        .map(|r| r.body["id"].as_str().unwrap().to_owned())
+        .collect();
+    delivered.sort();
+    delivered.dedup();
+    assert_eq!(delivered, stored_ids, "the same event ids are delivered");
+    for r in &got {
+        assert_eq!(
+            r.partition_key.as_deref(),
+            Some(user.id.to_string().as_str())
+        );
+        assert_eq!(
+            r.content_type.as_deref(),
+            Some("application/cloudevents+json")
+        );
+    }
+    let order: Vec<&str> = got
+        .iter()
+        .map(|r| r.body["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        &order[..3],
+        ["task.created", "reminder.scheduled", "sync.task"],
+        "a user's events keep their order"
+    );
+    let started = Instant::now();
+    while !app.state.store.outbox_rows().await.unwrap().is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "delivered rows are deleted"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let metrics = app.request("GET", "/metrics", None, None).await;
+    assert!(
+        metrics.text.contains("outbox_events_published_total 9"),
+        "{}",
+        metrics.text
+    );
+    app.shutdown(Duration::from_secs(1)).await;
+    sidecar.stop().await;
+}
+db_test!(
+    outbox_delivers_after_the_sidecar_comes_back_with_the_same_ids,
+    super::outbox_delivers_after_the_sidecar_comes_back_with_the_same_ids
+);
+
+#[actix_web::test]
+async fn outbox_rows_are_written_in_the_transaction_and_failed_requests_write_none() {
+    let port = free_port();
+    let app =
+        TestApp::with(Options::new(Backend::Sqlite).outbox(&format!("http://127.0.0.1:{port}")))
+            .await;
+    let alice = app.register().await;
+    let bob = app.register().await;
+    let task = app.create_task(&alice, json!({"title": "a"})).await;
+    let id = task["id"].as_str().unwrap();
+    let forbidden = app
+        .request(
+            "DELETE",
+            &format!("/api/v1/tasks/{id}"),
+            None,
+            Some(&bob.token),
+        )
+        .await;
+    forbidden.assert_error(403, "AUTHORIZATION_ERROR");
+    let rows = app.state.store.outbox_rows().await.unwrap();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    let payload: serde_json::Value = serde_json::from_str(&rows[0].payload).unwrap();
+    assert_eq!(payload["type"], "task.created");
+    assert_eq!(payload["id"], rows[0].id.to_string());
+    assert_eq!(rows[0].topic, "task-events");
+    assert_eq!(rows[1].topic, "task-updates");
+    assert_eq!(rows[0].partition_key, alice.id.to_string());
+    app.shutdown(Duration::from_millis(200)).await;
+}
+
+#[actix_web::test]
+async fn a_rejecting_sidecar_is_retried_then_rows_move_aside_after_the_attempt_limit() {
+    let sidecar = Sidecar::start(Mode::Fail);
+    let mut options = Options::new(Backend::Sqlite).outbox(&sidecar.url());
+    options.publish_timeout = Duration::from_millis(200);
+    options.outbox_max_attempts = 3;
+    let app = TestApp::with(options).await;
+    let user = app.register().await;
+    let answer = app
+        .request(
+            "POST",
+            "/api/v1/tasks",
+            Some(json!({"title": "doomed"})),
+            Some(&user.token),
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::CREATED);
+    let started = Instant::now();
+    loop {
+        let rows = app.state.store.outbox_rows().await.unwrap();
+        if rows.iter().all(|row| row.failed_at.is_some()) {
+            assert!(rows.iter().all(|row| row.attempts == 3), "{rows:?}");
+            assert!(
+                rows.iter()
+                    .all(|row| row.last_error.as_deref().is_some_and(|e| e.contains("500"))),
+                "{rows:?}"
+            );
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "rows move aside: {rows:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let received = sidecar.received();
+    let first = received[0].body["id"].clone();
+    assert_eq!(
+        received.iter().filter(|r| r.body["id"] == first).count(),
+        3,
+        "each attempt keeps the id"
+    );
+    let metrics = app.request("GET", "/metrics", None, None).await;
+    assert!(
+        metrics.text.contains("outbox_events_moved_aside_total"),
+        "{}",
+        metrics.text
+    );
+    app.shutdown(Duration::from_millis(200)).await;
+    sidecar.stop().await;
+}

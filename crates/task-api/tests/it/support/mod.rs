@@ -1,0 +1,385 @@
+//! `TestApp`: a fresh database (SQLite always, PostgreSQL when `TEST_DATABASE_URL` is set), the service in
+//! process, and a publisher: the in-memory fake, or the real dispatcher / outbox relay against a test sidecar.
+
+pub(crate) mod sidecar;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::http::StatusCode;
+use actix_web::http::header;
+use actix_web::{test, web};
+use serde_json::{Value, json};
+use slog::{Drain, Logger, o};
+use task_api::config::{
+    AuthConfig, CookieSameSite, EventDelivery, EventsConfig, HttpConfig, Secret,
+};
+use task_api::publisher::{EventPublisher, MemoryPublisher};
+use task_api::service::Delivery;
+use task_api::state::AppState;
+use task_api::{Background, Built, ServiceConfig};
+use task_store::{DbConfig, Store};
+use uuid::Uuid;
+
+pub(crate) use sidecar::{Mode, Received, Sidecar};
+
+/// The JWT secret of test apps.
+pub(crate) const SECRET: &str = "test-secret-test-secret-test-secret";
+
+/// A quiet logger, or a terminal one with `TEST_LOG=1`.
+pub(crate) fn logger() -> Logger {
+    if std::env::var_os("TEST_LOG").is_some() {
+        let decorator = slog_term::PlainSyncDecorator::new(slog_term::TestStdoutWriter);
+        let drain = slog_term::FullFormat::new(decorator).build().fuse();
+        Logger::root(drain, o!())
+    } else {
+        Logger::root(slog::Discard, o!())
+    }
+}
+
+/// Which database a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Backend {
+    /// A fresh SQLite file.
+    Sqlite,
+    /// A fresh PostgreSQL database created from `TEST_DATABASE_URL`.
+    Postgres,
+}
+
+impl Backend {
+    /// `Some(Postgres)` when `TEST_DATABASE_URL` is set; otherwise prints a skip line, or fails when `CI` is set.
+    #[expect(
+        clippy::print_stdout,
+        reason = "the skip line is what the test reports"
+    )]
+    pub(crate) fn postgres_or_skip() -> Option<Self> {
+        if std::env::var("TEST_DATABASE_URL").is_ok_and(|v| !v.is_empty()) {
+            return Some(Backend::Postgres);
+        }
+        if std::env::var_os("CI").is_some() {
+            panic!("TEST_DATABASE_URL is not set and CI is: the PostgreSQL tests must run in CI");
+        }
+        println!("skipped: TEST_DATABASE_URL is not set (PostgreSQL variant)");
+        None
+    }
+}
+
+/// A fresh database for one test.
+pub(crate) async fn fresh_database(backend: Backend) -> DbConfig {
+    match backend {
+        Backend::Sqlite => {
+            let dir = std::env::temp_dir().join("task-api-tests");
+            std::fs::create_dir_all(&dir).expect("create the test database folder");
+            let path = dir.join(format!("{}.db", Uuid::new_v4()));
+            let mut config = DbConfig::with_url(format!("sqlite://{}", path.display()));
+            config.pool_size = 4;
+            config
+        }
+        Backend::Postgres => {
+            use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+            let admin_url = std::env::var("TEST_DATABASE_URL").expect("TEST_DATABASE_URL");
+            let name = format!("task_api_test_{}", Uuid::new_v4().simple());
+            let mut conn = AsyncPgConnection::establish(&admin_url)
+                .await
+                .expect("connect to TEST_DATABASE_URL");
+            diesel::sql_query(format!("CREATE DATABASE {name}"))
+                .execute(&mut conn)
+                .await
+                .expect("create database");
+            let (base, _) = admin_url
+                .rsplit_once('/')
+                .expect("a database URL with a path");
+            let mut config = DbConfig::with_url(format!("{base}/{name}"));
+            config.pool_size = 4;
+            task_store::run_pending(&config, &logger())
+                .await
+                .expect("migrate the test database");
+            config
+        }
+    }
+}
+
+/// How a test app publishes.
+#[derive(Debug, Clone)]
+pub(crate) enum Publishing {
+    /// The in-memory fake.
+    Memory,
+    /// The real dispatcher against this sidecar URL.
+    Dapr(String),
+    /// The outbox and its relay against this sidecar URL.
+    Outbox(String),
+}
+
+/// Test app options.
+#[derive(Debug, Clone)]
+pub(crate) struct Options {
+    /// The database.
+    pub(crate) backend: Backend,
+    /// The publishing mode.
+    pub(crate) publishing: Publishing,
+    /// Auth requests per minute per address (0: off).
+    pub(crate) auth_per_minute: u32,
+    /// Task requests per minute per user (0: off).
+    pub(crate) tasks_per_minute: u32,
+    /// The per-publish deadline.
+    pub(crate) publish_timeout: Duration,
+    /// Failed attempts before an outbox row is moved aside.
+    pub(crate) outbox_max_attempts: u32,
+}
+
+impl Options {
+    /// Defaults: in-memory publisher, no rate limits.
+    pub(crate) fn new(backend: Backend) -> Self {
+        Self {
+            backend,
+            publishing: Publishing::Memory,
+            auth_per_minute: 0,
+            tasks_per_minute: 0,
+            publish_timeout: Duration::from_millis(500),
+            outbox_max_attempts: 20,
+        }
+    }
+
+    /// With the real dispatcher against `sidecar`.
+    pub(crate) fn dapr(mut self, sidecar: &str) -> Self {
+        self.publishing = Publishing::Dapr(sidecar.to_owned());
+        self
+    }
+
+    /// With the outbox against `sidecar`.
+    pub(crate) fn outbox(mut self, sidecar: &str) -> Self {
+        self.publishing = Publishing::Outbox(sidecar.to_owned());
+        self
+    }
+}
+
+/// The service in process, with its database and publisher.
+pub(crate) struct TestApp {
+    /// The state (store, service).
+    pub(crate) state: web::Data<AppState>,
+    /// The fake publisher (records nothing unless `Publishing::Memory`).
+    pub(crate) memory: MemoryPublisher,
+    background: Option<Background>,
+}
+
+/// A registered user: id and token.
+#[derive(Debug, Clone)]
+pub(crate) struct User {
+    /// The user id.
+    pub(crate) id: Uuid,
+    /// The email.
+    pub(crate) email: String,
+    /// A valid token.
+    pub(crate) token: String,
+}
+
+/// An answer: status, headers, JSON body.
+#[derive(Debug)]
+pub(crate) struct Answer {
+    /// Status.
+    pub(crate) status: StatusCode,
+    /// Headers.
+    pub(crate) headers: header::HeaderMap,
+    /// The body as JSON (`Null` when empty or not JSON).
+    pub(crate) body: Value,
+    /// The raw body text.
+    pub(crate) text: String,
+}
+
+impl Answer {
+    /// The envelope's `error.code`.
+    pub(crate) fn code(&self) -> &str {
+        self.body["error"]["code"].as_str().unwrap_or("")
+    }
+
+    /// Asserts the status and an envelope with `code`.
+    #[track_caller]
+    pub(crate) fn assert_error(&self, status: u16, code: &str) {
+        assert_eq!(self.status.as_u16(), status, "{}", self.text);
+        assert_eq!(self.code(), code, "{}", self.text);
+        assert!(self.body["error"]["message"].is_string(), "{}", self.text);
+        assert!(self.body["error"]["details"].is_array(), "{}", self.text);
+    }
+
+    /// A header value.
+    pub(crate) fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    }
+}
+
+impl TestApp {
+    /// A test app with defaults on `backend`.
+    pub(crate) async fn new(backend: Backend) -> Self {
+        Self::with(Options::new(backend)).await
+    }
+
+    /// A test app with `options`.
+    pub(crate) async fn with(options: Options) -> Self {
+        let log = logger();
+        let db = fresh_database(options.backend).await;
+        let store = Store::open(&db, &log).await.expect("open the test store");
+        let mut events = EventsConfig {
+            publish_timeout: options.publish_timeout,
+            ..EventsConfig::default()
+        };
+        events.outbox.poll_interval = Duration::from_millis(50);
+        events.outbox.base_backoff = Duration::from_millis(50);
+        events.outbox.max_backoff = Duration::from_millis(200);
+        events.outbox.max_attempts = options.outbox_max_attempts;
+        let memory = MemoryPublisher::new();
+        let (publisher, delivery, background): (
+            Arc<dyn EventPublisher>,
+            Delivery,
+            Option<Background>,
+        ) = match &options.publishing {
+            Publishing::Memory => {
+                let publisher: Arc<dyn EventPublisher> = Arc::new(memory.clone());
+                (Arc::clone(&publisher), Delivery::Publish(publisher), None)
+            }
+            Publishing::Dapr(url) | Publishing::Outbox(url) => {
+                events.dapr_enabled = true;
+                events.dapr_endpoint = url.clone();
+                events.dapr_api_token = Some(Secret::new("sidecar-token".to_owned()));
+                if matches!(options.publishing, Publishing::Outbox(_)) {
+                    events.delivery = EventDelivery::Outbox;
+                }
+                let (publisher, delivery, background) =
+                    task_api::build_delivery(&events, &store, &log).expect("build delivery");
+                (publisher, delivery, Some(background))
+            }
+        };
+        let config = ServiceConfig {
+            database: db.clone(),
+            http: HttpConfig {
+                frontend_url: Some("http://localhost:3000".to_owned()),
+                rate_limit_auth_per_minute: options.auth_per_minute,
+                rate_limit_tasks_per_minute: options.tasks_per_minute,
+                ..HttpConfig::default()
+            },
+            auth: AuthConfig {
+                jwt_secret: Secret::new(SECRET.to_owned()),
+                cookie_secure: false,
+                cookie_samesite: CookieSameSite::Lax,
+            },
+            events,
+            shutdown_timeout: Duration::from_secs(2),
+        };
+        let state = task_api::build_state(&config, store, publisher, delivery, &log);
+        Self {
+            state,
+            memory,
+            background,
+        }
+    }
+
+    /// Stops background delivery, draining within `deadline`.
+    pub(crate) async fn shutdown(mut self, deadline: Duration) {
+        let background = self.background.take().unwrap_or_default();
+        Built {
+            state: self.state.clone(),
+            background,
+        }
+        .shutdown(deadline)
+        .await;
+    }
+
+    /// Sends `req` through a fresh service instance built on this app's state.
+    pub(crate) async fn call(&self, req: test::TestRequest) -> Answer {
+        let service = test::init_service(task_api::app(self.state.clone())).await;
+        let res = test::call_service(&service, req.to_request()).await;
+        let status = res.status();
+        let headers = res.headers().clone();
+        let bytes = test::read_body(res).await;
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Answer {
+            status,
+            headers,
+            body,
+            text,
+        }
+    }
+
+    /// `method path` with an optional JSON body and token.
+    pub(crate) async fn request(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+        token: Option<&str>,
+    ) -> Answer {
+        let mut req = test::TestRequest::default()
+            .method(method.parse().expect("method"))
+            .uri(path);
+        if let Some(token) = token {
+            req = req.insert_header((header::AUTHORIZATION, format!("Bearer {token}")));
+        }
+        if let Some(body) = body {
+            req = req.set_json(body);
+        }
+        self.call(req).await
+    }
+
+    /// Registers a fresh user and returns it with its token.
+    pub(crate) async fn register(&self) -> User {
+        let email = format!("user-{}@example.com", Uuid::new_v4().simple());
+        let answer = self
+            .request(
+                "POST",
+                "/api/v1/auth/register",
+                Some(json!({"email": email, "password": "password123"})),
+                None,
+            )
+            .await;
+        assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.text);
+        let token =
+            cookie_value(&answer, "auth_token").expect("the register answer sets auth_token");
+        let id = Uuid::parse_str(answer.body["id"].as_str().expect("id")).expect("uuid id");
+        User { id, email, token }
+    }
+
+    /// Creates a task and returns its JSON.
+    pub(crate) async fn create_task(&self, user: &User, body: Value) -> Value {
+        let answer = self
+            .request("POST", "/api/v1/tasks", Some(body), Some(&user.token))
+            .await;
+        assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.text);
+        answer.body
+    }
+}
+
+/// The value of cookie `name` set by `answer`.
+pub(crate) fn cookie_value(answer: &Answer, name: &str) -> Option<String> {
+    answer
+        .headers
+        .get_all(header::SET_COOKIE)
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|cookie| {
+            let (pair, _) = cookie.split_once(';').unwrap_or((cookie, ""));
+            let (key, value) = pair.split_once('=')?;
+            (key.trim() == name).then(|| value.trim().to_owned())
+        })
+}
+
+/// Runs a test body on SQLite, and on PostgreSQL when `TEST_DATABASE_URL` is set.
+#[macro_export]
+macro_rules! db_test {
+    ($name:ident, $body:path) => {
+        mod $name {
+            #[actix_web::test]
+            async fn sqlite() {
+                $body($crate::support::Backend::Sqlite).await
+            }
+
+            #[actix_web::test]
+            async fn postgres() {
+                if let Some(backend) = $crate::support::Backend::postgres_or_skip() {
+                    $body(backend).await
+                }
+            }
+        }
+    };
+}
