@@ -403,9 +403,12 @@ impl Dispatcher {
                 "deadline_ms" => deadline.as_millis() as u64);
         }
 
+        // A finished handle is removed at once: polling a completed JoinHandle again would panic, and the
+        // second loop below awaits whatever is left after the deadline.
         let drained = tokio::time::timeout(deadline, async {
-            for worker in workers.iter_mut() {
+            while let Some(worker) = workers.last_mut() {
                 let _ = worker.await;
+                workers.pop();
             }
         })
         .await
@@ -422,7 +425,7 @@ impl Dispatcher {
             for stop in stops {
                 let _ = stop.send(());
             }
-            for worker in workers.iter_mut() {
+            for worker in workers {
                 let _ = worker.await;
             }
         }

@@ -402,3 +402,36 @@ async fn a_dropped_dispatcher_still_delivers_what_it_was_given() {
     }
     mock.assert_async().await;
 }
+
+#[tokio::test]
+async fn a_timed_out_shutdown_with_idle_lanes_hands_back_the_stuck_events() {
+    // Most lanes are idle and finish at once, a few hang on a silent sidecar: the shutdown must wait out the
+    // deadline, stop the stuck lanes and return, whatever order the lanes finish in.
+    let url = silent_sidecar().await;
+    let dispatcher = Dispatcher::spawn(
+        client(&url, slog_discard()),
+        DispatcherConfig::new().with_concurrency(8),
+        slog_discard(),
+    );
+    for key in ["a", "b", "c"] {
+        dispatcher
+            .submit(
+                "pubsub-kafka",
+                "task-events",
+                &event(&format!("stuck-{key}"), key),
+                PublishOptions::new().with_partition_key(key),
+            )
+            .unwrap();
+    }
+    tokio::task::yield_now().await;
+
+    let report = dispatcher.shutdown(Duration::from_millis(300)).await;
+    assert!(report.timed_out);
+    let mut ids: Vec<_> = report
+        .undelivered
+        .iter()
+        .map(|u| u.event_id.clone())
+        .collect();
+    ids.sort();
+    assert_eq!(ids, ["stuck-a", "stuck-b", "stuck-c"]);
+}
