@@ -72,7 +72,7 @@ async fn run(tools: TaskTools, log: &Logger) -> Result<(), StdioError> {
     let running = tools
         .serve(rmcp::transport::stdio())
         .await
-        .map_err(StdioError::Handshake)?;
+        .map_err(|err| StdioError::Handshake(Box::new(err)))?;
     let reason = running.waiting().await.map_err(StdioError::Session)?;
     info!(log, "mcp stdio session ended"; "reason" => ?reason);
     Ok(())

@@ -80,22 +80,22 @@ impl TaskTools {
     /// Tools that act for one user (stdio).
     pub fn for_user(tasks: TaskService, user: UserId, log: &Logger) -> Self {
         Self {
-            source: Source::Fixed {
+            source: Source::Fixed(Arc::new(FixedUser {
                 tasks,
                 user,
                 log: log.clone(),
-            },
+            })),
         }
     }
 
     /// The caller of one tool call.
     fn caller(&self, extensions: &Extensions) -> Result<Caller, ToolError> {
         match &self.source {
-            Source::Fixed { tasks, user, log } => {
-                let ctx = RequestContext::detached(log);
+            Source::Fixed(fixed) => {
+                let ctx = RequestContext::detached(&fixed.log);
                 Ok(Caller {
-                    tasks: tasks.clone(),
-                    user: *user,
+                    tasks: fixed.tasks.clone(),
+                    user: fixed.user,
                     ctx,
                 })
             }

@@ -40,11 +40,9 @@ async fn requests_without_a_valid_token_get_the_api_401_envelope() {
         assert_eq!(answer.body["error"]["code"], "AUTHENTICATION_ERROR");
     }
 
-    let err = app
-        .client_with(None, &[])
-        .await
-        .err()
-        .expect("a client without a token cannot connect");
+    let Err(err) = app.client_with(None, &[]).await else {
+        panic!("a client without a token cannot connect");
+    };
     assert!(!err.is_empty());
     assert!(app.take_events().is_empty());
     app.stop().await;
