@@ -10,7 +10,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
-use crate::support::{DaprPublisher, KafkaReader, ReadRecord, stack_endpoint};
+use system_tests::{DaprPublisher, KafkaReader, ReadRecord, stack_endpoint};
 
 const PUBSUB: &str = "pubsub-kafka";
 const TOPICS: [&str; 3] = ["task-events", "task-updates", "reminders"];
