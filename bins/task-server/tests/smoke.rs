@@ -8,19 +8,35 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 /// Sends one HTTP/1.1 request and returns (status, headers+body text).
-fn http(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: Option<&str>) -> (u16, String) {
+fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> (u16, String) {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to the server");
-    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut request =
+        format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
     for (name, value) in headers {
         request.push_str(&format!("{name}: {value}\r\n"));
     }
     let body = body.unwrap_or("");
-    request.push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len()));
+    request.push_str(&format!(
+        "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    ));
     stream.write_all(request.as_bytes()).unwrap();
     let mut answer = String::new();
     stream.read_to_string(&mut answer).unwrap();
-    let status = answer.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let status = answer
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
     (status, answer)
 }
 
@@ -60,9 +76,14 @@ fn start(dir: &std::path::Path) -> Server {
     });
     let mut port = 0;
     while port == 0 {
-        let line = lines.recv_timeout(Duration::from_secs(60)).expect("the server logs that it listens");
+        let line = lines
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the server logs that it listens");
         let record: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
-        if record["msg"].as_str().is_some_and(|m| m.starts_with("listening on port")) {
+        if record["msg"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("listening on port"))
+        {
             port = record["port"].as_u64().expect("port field") as u16;
         }
     }
@@ -91,26 +112,49 @@ fn the_binary_serves_with_no_configuration_and_stops_on_sigterm() {
     assert_eq!(status, 201, "{registered}");
     let cookie = registered
         .lines()
-        .find_map(|line| line.strip_prefix("set-cookie: ").or_else(|| line.strip_prefix("Set-Cookie: ")))
+        .find_map(|line| {
+            line.strip_prefix("set-cookie: ")
+                .or_else(|| line.strip_prefix("Set-Cookie: "))
+        })
         .and_then(|value| value.split(';').next())
         .expect("a cookie")
         .to_owned();
-    let (status, created) =
-        http(port, "POST", "/api/v1/tasks", &[("Cookie", &cookie)], Some(r#"{"title":"from the smoke test"}"#));
+    let (status, created) = http(
+        port,
+        "POST",
+        "/api/v1/tasks",
+        &[("Cookie", &cookie)],
+        Some(r#"{"title":"from the smoke test"}"#),
+    );
     assert_eq!(status, 201, "{created}");
     let (status, metrics) = http(port, "GET", "/metrics", &[], None);
     assert_eq!(status, 200);
     assert!(metrics.contains("http_requests_total"), "{metrics}");
-    assert!(dir.join("pakaura.db").exists(), "the embedded database is created in the working directory");
+    assert!(
+        dir.join("pakaura.db").exists(),
+        "the embedded database is created in the working directory"
+    );
 
-    let kill = Command::new("kill").args(["-TERM", &server.child.id().to_string()]).status().unwrap();
+    let kill = Command::new("kill")
+        .args(["-TERM", &server.child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(kill.success());
     let status = server.child.wait().unwrap();
     assert!(status.success(), "{status:?}");
     let rest: Vec<String> = server.lines.try_iter().collect();
-    assert!(rest.iter().any(|line| line.contains("task.created")), "the event is logged at DEBUG");
-    assert!(rest.iter().any(|line| line.contains("shutdown complete")), "{rest:#?}");
-    assert!(!rest.iter().any(|line| line.contains("password123")), "no passwords in logs");
+    assert!(
+        rest.iter().any(|line| line.contains("task.created")),
+        "the event is logged at DEBUG"
+    );
+    assert!(
+        rest.iter().any(|line| line.contains("shutdown complete")),
+        "{rest:#?}"
+    );
+    assert!(
+        !rest.iter().any(|line| line.contains("password123")),
+        "no passwords in logs"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -128,10 +172,19 @@ fn bad_configuration_fails_at_start_naming_the_key() {
 
 #[test]
 fn help_and_version_work() {
-    let help = Command::new(env!("CARGO_BIN_EXE_task-api")).arg("--help").output().unwrap();
+    let help = Command::new(env!("CARGO_BIN_EXE_task-api"))
+        .arg("--help")
+        .output()
+        .unwrap();
     assert!(help.status.success());
     let text = String::from_utf8_lossy(&help.stdout);
-    assert!(text.contains("serve") && text.contains("migrate") && text.contains("--config"), "{text}");
-    let version = Command::new(env!("CARGO_BIN_EXE_task-api")).arg("--version").output().unwrap();
+    assert!(
+        text.contains("serve") && text.contains("migrate") && text.contains("--config"),
+        "{text}"
+    );
+    let version = Command::new(env!("CARGO_BIN_EXE_task-api"))
+        .arg("--version")
+        .output()
+        .unwrap();
     assert!(String::from_utf8_lossy(&version.stdout).contains(env!("CARGO_PKG_VERSION")));
 }
