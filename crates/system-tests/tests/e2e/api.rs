@@ -25,6 +25,24 @@ pub(crate) struct Answer {
     pub(crate) took: Duration,
 }
 
+/// A raw answer: status, headers and the whole body.
+struct Sent {
+    status: u16,
+    headers: http::HeaderMap,
+    bytes: Bytes,
+    took: Duration,
+}
+
+impl Sent {
+    /// The value of header `name`, if it is there and text.
+    fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    }
+}
+
 /// How a request names its correlation.
 #[derive(Debug, Clone)]
 pub(crate) enum Trace {
@@ -71,11 +89,44 @@ impl Api {
         trace: &Trace,
         body: Option<&Value>,
     ) -> anyhow::Result<Answer> {
+        let sent = self.send(method, path, &[], token, trace, body).await?;
+        let body = if sent.bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&sent.bytes).with_context(|| {
+                format!(
+                    "{method} {path}: body is not JSON: {}",
+                    String::from_utf8_lossy(&sent.bytes)
+                )
+            })?
+        };
+        Ok(Answer {
+            status: sent.status,
+            correlation: sent.header("x-correlation-id"),
+            set_cookie: sent.header("set-cookie"),
+            body,
+            took: sent.took,
+        })
+    }
+
+    /// Sends one request with `extra` headers (10 s at most) and reads the whole body.
+    async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        extra: &[(&str, &str)],
+        token: Option<&str>,
+        trace: &Trace,
+        body: Option<&Value>,
+    ) -> anyhow::Result<Sent> {
         let url = format!("{}{path}", self.base);
         let mut request = http::Request::builder()
             .method(method)
             .uri(&url)
             .header(http::header::CONTENT_TYPE, "application/json");
+        for (name, value) in extra {
+            request = request.header(*name, *value);
+        }
         if let Some(token) = token {
             request = request.header(http::header::AUTHORIZATION, format!("Bearer {token}"));
         }
@@ -100,36 +151,16 @@ impl Api {
             .with_context(|| format!("{method} {url}: no answer within 10 s"))?
             .with_context(|| format!("{method} {url}"))?;
         let status = response.status().as_u16();
-        let header = |name: &str| {
-            response
-                .headers()
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned)
-        };
-        let correlation = header("x-correlation-id");
-        let set_cookie = header("set-cookie");
+        let headers = response.headers().clone();
         let bytes = tokio::time::timeout(Duration::from_secs(10), response.into_body().collect())
             .await
             .with_context(|| format!("{method} {url}: body not read within 10 s"))??
             .to_bytes();
-        let took = started.elapsed();
-        let body = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes).with_context(|| {
-                format!(
-                    "{method} {url}: body is not JSON: {}",
-                    String::from_utf8_lossy(&bytes)
-                )
-            })?
-        };
-        Ok(Answer {
+        Ok(Sent {
             status,
-            correlation,
-            set_cookie,
-            body,
-            took,
+            headers,
+            bytes,
+            took: started.elapsed(),
         })
     }
 
@@ -216,4 +247,96 @@ impl Api {
             .to_owned();
         Ok((id, token))
     }
+
+    /// Calls the MCP tool `name` with `arguments` over `POST /mcp` (Streamable HTTP, stateless, JSON-RPC
+    /// `tools/call` without `initialize`, docs/MCP.md) as the user of `token`. Checks the status, the echoed
+    /// correlation id (as [`Api::expect`]) and that the call succeeded; returns the tool's structured result
+    /// (checked against its JSON text item) and the correlation id.
+    pub(crate) async fn tool(
+        &self,
+        token: &str,
+        trace: &Trace,
+        name: &str,
+        arguments: Value,
+    ) -> anyhow::Result<(Value, String)> {
+        let request = json!({
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "tools/call",
+            "params": {"name": name, "arguments": arguments},
+        });
+        let headers = [
+            ("accept", "application/json, text/event-stream"),
+            ("mcp-protocol-version", MCP_PROTOCOL_VERSION),
+        ];
+        let sent = self
+            .send("POST", "/mcp", &headers, Some(token), trace, Some(&request))
+            .await?;
+        let text = String::from_utf8_lossy(&sent.bytes);
+        ensure!(
+            sent.status == 200,
+            "MCP {name}: status {}, expected 200: {text}",
+            sent.status
+        );
+        let echoed = sent
+            .header("x-correlation-id")
+            .with_context(|| format!("MCP {name}: no X-Correlation-ID in the answer"))?;
+        match trace.expected() {
+            Some(expected) => ensure!(
+                echoed == expected,
+                "MCP {name}: X-Correlation-ID {echoed}, expected {expected}"
+            ),
+            None => ensure!(
+                Uuid::parse_str(&echoed).is_ok(),
+                "MCP {name}: X-Correlation-ID {echoed:?} is not a UUID"
+            ),
+        }
+        let message = json_rpc_message(&sent, &text)
+            .with_context(|| format!("MCP {name}: the answer is no JSON-RPC message: {text}"))?;
+        ensure!(
+            message["jsonrpc"] == json!("2.0") && message["id"] == json!(1),
+            "MCP {name}: not the answer to the request: {message}"
+        );
+        let result = &message["result"];
+        ensure!(
+            result.is_object(),
+            "MCP {name}: no result (protocol error?): {message}"
+        );
+        ensure!(
+            result["isError"] != json!(true),
+            "MCP {name}: tool error: {result}"
+        );
+        let structured = result["structuredContent"].clone();
+        ensure!(
+            structured.is_object(),
+            "MCP {name}: no structuredContent: {result}"
+        );
+        let item = result["content"][0]["text"]
+            .as_str()
+            .with_context(|| format!("MCP {name}: no text item: {result}"))?;
+        let item: Value = serde_json::from_str(item)
+            .with_context(|| format!("MCP {name}: the text item is not JSON: {item}"))?;
+        ensure!(
+            item == structured,
+            "MCP {name}: the text item {item} differs from structuredContent {structured}"
+        );
+        Ok((structured, echoed))
+    }
+}
+
+/// The MCP protocol revision the raw tool calls name (served without `initialize` by the stateless server).
+const MCP_PROTOCOL_VERSION: &str = "2025-11-25";
+
+/// The JSON-RPC message of an MCP answer: the body itself (`application/json`), or the first `data:` event holding
+/// a JSON-RPC response (`text/event-stream`).
+fn json_rpc_message(sent: &Sent, text: &str) -> anyhow::Result<Value> {
+    let content_type = sent.header("content-type").unwrap_or_default();
+    if !content_type.starts_with("text/event-stream") {
+        return Ok(serde_json::from_str(text)?);
+    }
+    text.lines()
+        .filter_map(|line| line.strip_prefix("data:"))
+        .filter_map(|data| serde_json::from_str::<Value>(data.trim()).ok())
+        .find(|message| message.get("result").is_some() || message.get("error").is_some())
+        .context("no JSON-RPC response in the event stream")
 }

@@ -1,5 +1,5 @@
-//! End-to-end tests of the `task-api` binary on the real stack (PostgreSQL, `daprd`, Kafka), and fault injection:
-//! a killed sidecar, a stopped broker, a killed service, a hanging sidecar. See docs/E2E.md.
+//! End-to-end tests of the `task-api` binary on the real stack (PostgreSQL, `daprd`, Kafka) over REST and MCP, and
+//! fault injection: a killed sidecar, a stopped broker, a killed service, a hanging sidecar. See docs/E2E.md.
 //!
 //! The tests run one at a time (they share Kafka, and one of them stops it), each with a fresh database.
 
@@ -8,6 +8,7 @@ mod events;
 mod faults;
 mod happy_path;
 mod harness;
+mod mcp;
 
 use std::path::Path;
 
