@@ -199,9 +199,12 @@ impl OutboxRelay {
         let mut delivered = Vec::with_capacity(rows.len());
         let mut rest = rows.into_iter();
         while let Some(row) = rest.next() {
-            let options = PublishOptions::new()
+            let mut options = PublishOptions::new()
                 .with_partition_key(row.partition_key.clone())
                 .with_timeout(self.publish_timeout);
+            if let Some(traceparent) = &row.traceparent {
+                options = options.with_traceparent(traceparent.clone());
+            }
             let res = self
                 .client
                 .publish_bytes(

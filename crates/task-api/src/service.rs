@@ -267,6 +267,7 @@ fn outbox_rows(events: &[OutgoingEvent]) -> Result<Vec<NewOutboxMessage>, ApiErr
                 topic: outgoing.topic.clone(),
                 partition_key: outgoing.partition_key.clone(),
                 payload: outgoing.to_json().map_err(ApiError::internal)?,
+                traceparent: outgoing.traceparent.clone(),
             })
         })
         .collect()

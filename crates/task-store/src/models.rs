@@ -137,6 +137,7 @@ pub(crate) struct OutboxRow {
     pub(crate) last_error: Option<String>,
     pub(crate) failed_at: Option<OffsetDateTime>,
     pub(crate) created_at: OffsetDateTime,
+    pub(crate) traceparent: Option<String>,
 }
 
 impl From<OutboxRow> for OutboxMessage {
@@ -153,6 +154,7 @@ impl From<OutboxRow> for OutboxMessage {
             last_error: row.last_error,
             failed_at: row.failed_at,
             created_at: row.created_at,
+            traceparent: row.traceparent,
         }
     }
 }

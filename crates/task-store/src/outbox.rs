@@ -14,6 +14,8 @@ pub struct NewOutboxMessage {
     pub partition_key: String,
     /// The structured CloudEvent JSON, sent as is.
     pub payload: String,
+    /// The W3C `traceparent` of the request that caused the event, forwarded to the sidecar on publish.
+    pub traceparent: Option<String>,
 }
 
 /// A stored outbox row, as the relay sees it.
@@ -41,6 +43,8 @@ pub struct OutboxMessage {
     pub failed_at: Option<OffsetDateTime>,
     /// When it was written.
     pub created_at: OffsetDateTime,
+    /// The W3C `traceparent` to forward on publish, if the request had one.
+    pub traceparent: Option<String>,
 }
 
 /// What [`crate::Store::record_outbox_failure`] did with a failed message.

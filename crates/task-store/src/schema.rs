@@ -40,6 +40,7 @@ pub(crate) mod pg {
             last_error -> Nullable<Text>,
             failed_at -> Nullable<Timestamptz>,
             created_at -> Timestamptz,
+            traceparent -> Nullable<Text>,
         }
     }
 
@@ -90,6 +91,7 @@ pub(crate) mod sqlite {
             last_error -> Nullable<Text>,
             failed_at -> Nullable<TimestamptzSqlite>,
             created_at -> TimestamptzSqlite,
+            traceparent -> Nullable<Text>,
         }
     }
 

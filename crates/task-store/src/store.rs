@@ -188,6 +188,7 @@ macro_rules! insert_outbox {
                     event_outbox::topic.eq(&message.topic),
                     event_outbox::partition_key.eq(&message.partition_key),
                     event_outbox::payload.eq(&message.payload),
+                    event_outbox::traceparent.eq(message.traceparent.as_deref()),
                     event_outbox::attempts.eq(0),
                     event_outbox::next_attempt_at.eq(now),
                     event_outbox::created_at.eq(now),

@@ -3,7 +3,8 @@
 
 use std::time::{Duration, Instant};
 
-use actix_web::http::StatusCode;
+use actix_web::http::{StatusCode, header};
+use actix_web::test::TestRequest;
 use serde_json::json;
 
 use crate::db_test;
@@ -14,17 +15,23 @@ async fn outbox_delivers_after_the_sidecar_comes_back_with_the_same_ids(backend:
     let url = format!("http://127.0.0.1:{port}");
     let app = TestApp::with(Options::new(backend).outbox(&url)).await;
     let user = app.register().await;
+    // The first request carries a W3C trace: the relay must forward it with that request's events.
+    const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let mut first_task_id = None;
     for i in 0..3 {
         let started = Instant::now();
-        let answer = app
-            .request(
-                "POST",
-                "/api/v1/tasks",
-                Some(json!({"title": format!("t{i}"), "due_date": "2030-01-01"})),
-                Some(&user.token),
-            )
-            .await;
+        let mut req = TestRequest::post()
+            .uri("/api/v1/tasks")
+            .insert_header((header::AUTHORIZATION, format!("Bearer {}", user.token)))
+            .set_json(json!({"title": format!("t{i}"), "due_date": "2030-01-01"}));
+        if i == 0 {
+            req = req.insert_header(("traceparent", TRACEPARENT));
+        }
+        let answer = app.call(req).await;
         assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.text);
+        if i == 0 {
+            first_task_id = answer.body["id"].as_str().map(str::to_owned);
+        }
         assert!(
             started.elapsed() < Duration::from_millis(500),
             "{:?}",
@@ -70,6 +77,11 @@ async fn outbox_delivers_after_the_sidecar_comes_back_with_the_same_ids(backend:
         ["task.created", "reminder.scheduled", "sync.task"],
         "a user's events keep their order"
     );
+    for r in &got {
+        let traced = r.body["subject"].as_str() == first_task_id.as_deref();
+        let expected = traced.then_some(TRACEPARENT);
+        assert_eq!(r.traceparent.as_deref(), expected, "{}", r.body);
+    }
     let started = Instant::now();
     while !app.state.store.outbox_rows().await.unwrap().is_empty() {
         assert!(

@@ -157,7 +157,7 @@ async fn migrating_a_database_of_the_original_service_keeps_its_rows() {
 
     let config = small_pool(url);
     let applied = task_store::run_pending(&config, &logger()).await.unwrap();
-    assert_eq!(applied.len(), 3, "{applied:?}");
+    assert_eq!(applied.len(), 4, "{applied:?}");
     assert!(
         task_store::run_pending(&config, &logger())
             .await
@@ -206,6 +206,7 @@ async fn store_operations_run_on_spawned_tasks() {
         topic: "task-events".to_owned(),
         partition_key: "p".to_owned(),
         payload: "{}".to_owned(),
+        traceparent: None,
     };
     let store = db.store.clone();
     spawned(async move { store.enqueue_outbox(&[message]).await })

@@ -61,6 +61,7 @@ fn messages(task: &Task, events: &[TaskEvent]) -> Vec<NewOutboxMessage> {
             .to_owned(),
             partition_key: task.user_id().to_string(),
             payload: format!("{{\"event\":\"{event:?}\",\"task_id\":\"{}\"}}", task.id()),
+            traceparent: Some(TRACEPARENT.to_owned()),
         })
         .collect()
 }
@@ -71,8 +72,12 @@ fn message(partition_key: &str, payload: &str) -> NewOutboxMessage {
         topic: "task-events".to_owned(),
         partition_key: partition_key.to_owned(),
         payload: payload.to_owned(),
+        traceparent: None,
     }
 }
+
+/// The `traceparent` that `messages` stores with every event.
+const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 
 fn payloads(rows: &[task_store::OutboxMessage]) -> Vec<&str> {
     rows.iter().map(|row| row.payload.as_str()).collect()
@@ -469,6 +474,19 @@ pub(crate) async fn inserting_a_task_writes_its_outbox_rows_in_order(store: &Sto
     let expected: Vec<Uuid> = outbox.iter().map(|message| message.id).collect();
     assert_eq!(ids, expected);
     assert_eq!(rows[2].topic, "task-updates");
+    assert!(
+        rows.iter()
+            .all(|row| row.traceparent.as_deref() == Some(TRACEPARENT)),
+        "the traceparent is stored with each event"
+    );
+    let plain = message("p", "{}");
+    store
+        .enqueue_outbox(std::slice::from_ref(&plain))
+        .await
+        .unwrap();
+    let rows = store.outbox_rows().await.unwrap();
+    let stored = rows.iter().find(|row| row.id == plain.id).unwrap();
+    assert_eq!(stored.traceparent, None);
 }
 
 pub(crate) async fn outbox_claims_lease_rows_and_keep_partition_order(store: &Store) {
