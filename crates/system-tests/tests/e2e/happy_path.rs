@@ -2,15 +2,13 @@
 //! expected events come out (SPEC.md §2, §3).
 
 use std::collections::HashSet;
-use std::time::Duration;
 
 use anyhow::{Context as _, ensure};
 use serde_json::{Value, json};
-use system_tests::KafkaReader;
 use uuid::Uuid;
 
 use crate::api::{Api, Trace};
-use crate::events::{self, PARTITIONS, Script, TOPICS};
+use crate::events::{self, Script};
 use crate::harness::Env;
 
 const USERS: usize = 3;
@@ -191,46 +189,20 @@ async fn every_rest_mutation_publishes_exactly_the_expected_cloudevents_through_
     let Some(env) = Env::get() else {
         return Ok(());
     };
-    let mut kafka = KafkaReader::connect(&env.kafka, &TOPICS, PARTITIONS).await?;
-    kafka.mark().await?;
-    let (_database, server) = crate::start_service(
-        &env.task_api,
-        &env.database_url,
-        &env.dapr,
-        "fire-and-forget",
-    )
-    .await?;
-    let api = Api::new(&server.base());
-
-    let mut users = Vec::new();
-    for _ in 0..USERS {
-        users.push(api.register().await?);
-    }
-    let mut sessions = tokio::task::JoinSet::new();
-    for (user, token) in users.clone() {
-        let api = api.clone();
-        sessions.spawn(async move { session(&api, &user, &token).await });
-    }
-    let mut expected = Vec::new();
-    while let Some(joined) = sessions.join_next().await {
-        expected.extend(
-            joined
-                .context("a session panicked")?
-                .with_context(|| server.log_tail(30))?,
-        );
-    }
-
-    let ids: HashSet<String> = users.iter().map(|(id, _)| id.clone()).collect();
-    let received = events::collect(&kafka, &ids, Duration::from_secs(60), |records| {
-        records.len() >= expected.len()
-    })
-    .await?;
+    let run = crate::SessionsRun::start(&env, USERS).await?;
+    let expected: Vec<events::Expected> = run
+        .run_sessions(|api, user, token| async move { session(&api, &user, &token).await })
+        .await?
+        .into_iter()
+        .flatten()
+        .collect();
+    let received = run.received(expected.len()).await?;
     eprintln!(
         "e2e happy path: {USERS} users, {} events expected, {} records received",
         expected.len(),
         received.len()
     );
-    events::check_exact(&expected, &received).with_context(|| server.log_tail(30))?;
+    events::check_exact(&expected, &received).with_context(|| run.server.log_tail(30))?;
     let correlations: HashSet<&str> = expected.iter().map(|e| e.correlation.as_str()).collect();
     eprintln!(
         "e2e happy path: all {} events exact, {} requests' correlation ids intact through daprd",

@@ -10,9 +10,17 @@ mod happy_path;
 mod harness;
 mod mcp;
 
+use std::collections::HashSet;
+use std::future::Future;
 use std::path::Path;
+use std::time::Duration;
 
-use harness::{Database, TaskApi};
+use anyhow::Context as _;
+use system_tests::KafkaReader;
+
+use api::Api;
+use events::{PARTITIONS, Received, TOPICS};
+use harness::{Database, Env, TaskApi};
 
 /// Serialises the tests of this binary.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -50,4 +58,72 @@ async fn start_service(
     harness::migrate(bin, &database.url)?;
     let server = TaskApi::start(bin, &service_env(&database.url, dapr, delivery))?;
     Ok((database, server))
+}
+
+/// The frame of the happy-path tests: Kafka offsets recorded first, then a fresh fire-and-forget `task-api` beside
+/// the stack's `daprd`, and `users` registered users driven concurrently.
+struct SessionsRun {
+    kafka: KafkaReader,
+    _database: Database,
+    server: TaskApi,
+    api: Api,
+    /// `(user id, token)` of each user.
+    users: Vec<(String, String)>,
+}
+
+impl SessionsRun {
+    async fn start(env: &Env, users: usize) -> anyhow::Result<Self> {
+        let mut kafka = KafkaReader::connect(&env.kafka, &TOPICS, PARTITIONS).await?;
+        kafka.mark().await?;
+        let (database, server) = start_service(
+            &env.task_api,
+            &env.database_url,
+            &env.dapr,
+            "fire-and-forget",
+        )
+        .await?;
+        let api = Api::new(&server.base());
+        let mut registered = Vec::with_capacity(users);
+        for _ in 0..users {
+            registered.push(api.register().await?);
+        }
+        Ok(Self {
+            kafka,
+            _database: database,
+            server,
+            api,
+            users: registered,
+        })
+    }
+
+    /// Runs `session(api, user id, token)` for every user at once; the results in the order they finish.
+    async fn run_sessions<T, F, Fut>(&self, session: F) -> anyhow::Result<Vec<T>>
+    where
+        F: Fn(Api, String, String) -> Fut,
+        Fut: Future<Output = anyhow::Result<T>> + Send + 'static,
+        T: Send + 'static,
+    {
+        let mut sessions = tokio::task::JoinSet::new();
+        for (user, token) in self.users.clone() {
+            sessions.spawn(session(self.api.clone(), user, token));
+        }
+        let mut results = Vec::with_capacity(self.users.len());
+        while let Some(joined) = sessions.join_next().await {
+            results.push(
+                joined
+                    .context("a session panicked")?
+                    .with_context(|| self.server.log_tail(30))?,
+            );
+        }
+        Ok(results)
+    }
+
+    /// The records of this run's users, once `expected` of them arrived (or after a minute).
+    async fn received(&self, expected: usize) -> anyhow::Result<Vec<Received>> {
+        let ids: HashSet<String> = self.users.iter().map(|(id, _)| id.clone()).collect();
+        events::collect(&self.kafka, &ids, Duration::from_secs(60), |records| {
+            records.len() >= expected
+        })
+        .await
+    }
 }

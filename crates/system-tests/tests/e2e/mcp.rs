@@ -2,15 +2,13 @@
 //! of the real binary, and exactly the events of SPEC.md §3.3 come out of Kafka through the stack's `daprd`.
 
 use std::collections::HashSet;
-use std::time::Duration;
 
 use anyhow::{Context as _, ensure};
 use serde_json::{Value, json};
-use system_tests::KafkaReader;
 use uuid::Uuid;
 
 use crate::api::{Api, Trace};
-use crate::events::{self, PARTITIONS, Script, TOPICS};
+use crate::events::{self, Script};
 use crate::harness::Env;
 
 const USERS: usize = 2;
@@ -148,47 +146,23 @@ async fn every_mcp_tool_call_publishes_exactly_the_expected_cloudevents_through_
     let Some(env) = Env::get() else {
         return Ok(());
     };
-    let mut kafka = KafkaReader::connect(&env.kafka, &TOPICS, PARTITIONS).await?;
-    kafka.mark().await?;
-    let (_database, server) = crate::start_service(
-        &env.task_api,
-        &env.database_url,
-        &env.dapr,
-        "fire-and-forget",
-    )
-    .await?;
-    let api = Api::new(&server.base());
-
-    let mut users = Vec::new();
-    for _ in 0..USERS {
-        users.push(api.register().await?);
-    }
-    let mut sessions = tokio::task::JoinSet::new();
-    for (user, token) in users.clone() {
-        let api = api.clone();
-        sessions.spawn(async move { session(&api, &user, &token).await });
-    }
+    let run = crate::SessionsRun::start(&env, USERS).await?;
     let mut expected = Vec::new();
     let mut clears = Vec::new();
-    while let Some(joined) = sessions.join_next().await {
-        let session = joined
-            .context("a session panicked")?
-            .with_context(|| server.log_tail(30))?;
+    for session in run
+        .run_sessions(|api, user, token| async move { session(&api, &user, &token).await })
+        .await?
+    {
         expected.extend(session.events);
         clears.push(session.clear_correlation);
     }
-
-    let ids: HashSet<String> = users.iter().map(|(id, _)| id.clone()).collect();
-    let received = events::collect(&kafka, &ids, Duration::from_secs(60), |records| {
-        records.len() >= expected.len()
-    })
-    .await?;
+    let received = run.received(expected.len()).await?;
     eprintln!(
         "e2e mcp: {USERS} users, {} events expected, {} records received",
         expected.len(),
         received.len()
     );
-    events::check_exact(&expected, &received).with_context(|| server.log_tail(30))?;
+    events::check_exact(&expected, &received).with_context(|| run.server.log_tail(30))?;
     // Each clear_completed call: its five events (two deletes, one reminder, two syncs) share its id.
     for clear in &clears {
         let shared = received
