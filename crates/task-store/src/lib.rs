@@ -17,6 +17,8 @@ mod tests;
 pub use crate::config::{Backend, DEFAULT_DATABASE_URL, Database, DbConfig};
 pub use crate::error::{BoxError, InvalidRow, OpenError, StoreError};
 pub use crate::migrations::{POSTGRES_MIGRATIONS, SQLITE_MIGRATIONS, run_pending};
-pub use crate::outbox::{FailureOutcome, NewOutboxMessage, OutboxCounts, OutboxMessage};
+pub use crate::outbox::{
+    FailureOutcome, NewOutboxMessage, OutboxClaim, OutboxCounts, OutboxMessage,
+};
 pub use crate::store::{PoolStatus, Staged, Store};
 pub use crate::users::{NewUser, User};

@@ -47,6 +47,18 @@ pub struct OutboxMessage {
     pub traceparent: Option<String>,
 }
 
+/// What [`crate::Store::claim_outbox`] handed out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxClaim {
+    /// The claimed rows in insertion order (`seq`): for each partition key that is free, its oldest pending
+    /// rows. They are the caller's until their `claimed_until`.
+    pub messages: Vec<OutboxMessage>,
+    /// Set when some partition key has pending rows but waits for a retry or is leased by another relay: the
+    /// earliest instant one of those keys frees up. Until then, only rows of other keys can be claimed, so a
+    /// relay that claimed nothing need not look again before it unless new rows arrive.
+    pub blocked_until: Option<OffsetDateTime>,
+}
+
 /// What [`crate::Store::record_outbox_failure`] did with a failed message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FailureOutcome {

@@ -19,7 +19,7 @@ use crate::config::{Backend, Database, DbConfig};
 use crate::error::{OpenError, StoreError};
 use crate::models::{DbUuid, OutboxRow, TaskRow, UserRow, into_tasks};
 use crate::outbox::{
-    FailureOutcome, NewOutboxMessage, OutboxCounts, OutboxMessage, truncate_error,
+    FailureOutcome, NewOutboxMessage, OutboxClaim, OutboxCounts, OutboxMessage, truncate_error,
 };
 use crate::pool::{self, SqliteConn};
 use crate::users::{NewUser, User};
@@ -474,40 +474,103 @@ impl Store {
         })
     }
 
-    /// Claims up to `limit` deliverable rows for `lease`: sets their `claimed_until` to `now + lease` and returns
-    /// them in insertion order (`seq`).
+    /// Claims up to `limit` deliverable rows for `lease` and returns them in insertion order (`seq`).
     ///
     /// A row is deliverable when it was not moved aside and no row of its partition key is waiting for a retry
-    /// (`next_attempt_at > now`) or leased by someone (`claimed_until > now`): the rows of one partition key are
-    /// handed out in order and never overtake a failed one. On PostgreSQL claims are serialized with a
-    /// transaction-scoped advisory lock and rows are locked `FOR UPDATE SKIP LOCKED`, so several relays can run.
+    /// (`next_attempt_at > now` after a failure) or leased (`claimed_until > now`): the rows of one partition key
+    /// are handed out in order and never overtake a failed one. The claim leases the **first** claimed row of
+    /// each key (`claimed_until = now + lease`), which holds the whole key, so every other row is written once
+    /// (inserted) before it is delivered (deleted); the returned messages all carry the key's lease. On
+    /// PostgreSQL claims are serialized with a transaction-scoped advisory lock and rows are locked `FOR UPDATE
+    /// SKIP LOCKED`, so several relays can run.
+    ///
+    /// The cost is bounded by the batch, not the backlog: blocked keys come from a small partial index, and
+    /// when some key is blocked the ready keys are found with one index probe per pending key instead of
+    /// walking every pending row in `seq` order (a hanging sidecar used to make each claim read the whole
+    /// backlog to hand out nothing).
     pub async fn claim_outbox(
         &self,
         limit: usize,
         lease: Duration,
         now: OffsetDateTime,
-    ) -> Result<Vec<OutboxMessage>, StoreError> {
+    ) -> Result<OutboxClaim, StoreError> {
         let now = task_domain::normalize(now);
         let lease_until = task_domain::normalize(now + lease);
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let rows: Vec<OutboxRow> = in_transaction!(self, |conn| {
-            let rows = BackendQueries::claim_candidates(conn, now, limit).await?;
-            let ids: Vec<DbUuid> = rows.iter().map(|row| row.id).collect();
-            if !ids.is_empty() {
-                diesel::update(event_outbox::table.filter(event_outbox::id.eq_any(&ids)))
-                    .set(event_outbox::claimed_until.eq(Some(lease_until)))
-                    .execute(conn)
-                    .await?;
-            }
-            Ok::<_, StoreError>(rows)
-        })?;
-        Ok(rows
-            .into_iter()
-            .map(|row| OutboxMessage {
-                claimed_until: Some(lease_until),
-                ..OutboxMessage::from(row)
-            })
-            .collect())
+        let limit = limit.max(1);
+        let limit_sql = i64::try_from(limit).unwrap_or(i64::MAX);
+        let (rows, blocked_until): (Vec<OutboxRow>, Option<OffsetDateTime>) =
+            in_transaction!(self, |conn| {
+                BackendQueries::serialize_claims(conn).await?;
+                let blocking: Vec<(String, OffsetDateTime, Option<OffsetDateTime>)> =
+                    event_outbox::table
+                        .select((
+                            event_outbox::partition_key,
+                            event_outbox::next_attempt_at,
+                            event_outbox::claimed_until,
+                        ))
+                        .filter(event_outbox::failed_at.is_null())
+                        // Spelled as in `ix_event_outbox_blocking`, so both planners match the partial index.
+                        .filter(diesel::dsl::sql::<diesel::sql_types::Bool>(
+                            "(attempts > 0 OR claimed_until IS NOT NULL)",
+                        ))
+                        .filter(
+                            event_outbox::next_attempt_at.gt(now).or(event_outbox::claimed_until
+                                .gt(now)
+                                .assume_not_null()),
+                        )
+                        .load(conn)
+                        .await?;
+                let blocked = blocked_keys(blocking, now);
+                let rows = if blocked.is_empty() {
+                    BackendQueries::oldest_pending(conn, limit_sql).await?
+                } else {
+                    let mut ready: Vec<PendingKey> = diesel::sql_query(PENDING_KEYS)
+                        .load::<PendingKey>(conn)
+                        .await?
+                        .into_iter()
+                        .filter(|key| !blocked.contains_key(&key.partition_key))
+                        .collect();
+                    ready.sort_by_key(|key| key.head);
+                    let mut rows: Vec<OutboxRow> = Vec::new();
+                    for key in ready {
+                        // Every row of this key comes after its head: once `limit` older rows are in hand,
+                        // neither it nor any later key can contribute.
+                        if rows.len() >= limit && rows.last().is_some_and(|last| last.seq < key.head) {
+                            break;
+                        }
+                        let of_key =
+                            BackendQueries::oldest_of_key(conn, &key.partition_key, limit_sql)
+                                .await?;
+                        rows.extend(of_key);
+                        rows.sort_by_key(|row| row.seq);
+                        rows.truncate(limit);
+                    }
+                    rows
+                };
+                let mut leased_keys = std::collections::HashSet::new();
+                let heads: Vec<DbUuid> = rows
+                    .iter()
+                    .filter(|row| leased_keys.insert(row.partition_key.as_str()))
+                    .map(|row| row.id)
+                    .collect();
+                if !heads.is_empty() {
+                    diesel::update(event_outbox::table.filter(event_outbox::id.eq_any(&heads)))
+                        .set(event_outbox::claimed_until.eq(Some(lease_until)))
+                        .execute(conn)
+                        .await?;
+                }
+                Ok::<_, StoreError>((rows, blocked.into_values().min()))
+            })?;
+        Ok(OutboxClaim {
+            messages: rows
+                .into_iter()
+                .map(|row| OutboxMessage {
+                    claimed_until: Some(lease_until),
+                    ..OutboxMessage::from(row)
+                })
+                .collect(),
+            blocked_until,
+        })
     }
 
     /// Deletes delivered rows; returns how many existed.
@@ -615,12 +678,61 @@ trait BackendQueries {
     async fn lock_task(&mut self, id: DbUuid) -> QueryResult<Option<TaskRow>>;
     /// The user's completed task rows, oldest first, locked for the rest of the transaction.
     async fn lock_completed(&mut self, user_id: DbUuid) -> QueryResult<Vec<TaskRow>>;
-    /// Deliverable outbox rows (see [`Store::claim_outbox`]), locked for the rest of the transaction.
-    async fn claim_candidates(
-        &mut self,
-        now: OffsetDateTime,
-        limit: i64,
-    ) -> QueryResult<Vec<OutboxRow>>;
+    /// Makes concurrent outbox claims wait for each other until the end of the transaction.
+    async fn serialize_claims(&mut self) -> QueryResult<()>;
+    /// The oldest `limit` pending outbox rows, locked for the rest of the transaction.
+    async fn oldest_pending(&mut self, limit: i64) -> QueryResult<Vec<OutboxRow>>;
+    /// The oldest `limit` pending outbox rows of one partition key, locked for the rest of the transaction.
+    async fn oldest_of_key(&mut self, partition_key: &str, limit: i64)
+    -> QueryResult<Vec<OutboxRow>>;
+}
+
+/// Each pending partition key with the `seq` of its oldest pending row, found with one probe of
+/// `ix_event_outbox_partition` per key (a "skip scan": the next key is the smallest one above the last), so the
+/// cost does not grow with the rows behind each key. No parameters, so one text serves both backends.
+const PENDING_KEYS: &str = "\
+WITH RECURSIVE pending_keys(partition_key) AS (
+    SELECT (SELECT partition_key FROM event_outbox WHERE failed_at IS NULL ORDER BY partition_key LIMIT 1)
+  UNION ALL
+    SELECT (SELECT o.partition_key FROM event_outbox o
+            WHERE o.failed_at IS NULL AND o.partition_key > pending_keys.partition_key
+            ORDER BY o.partition_key LIMIT 1)
+    FROM pending_keys WHERE pending_keys.partition_key IS NOT NULL
+)
+SELECT k.partition_key AS partition_key,
+       (SELECT o.seq FROM event_outbox o WHERE o.failed_at IS NULL AND o.partition_key = k.partition_key
+        ORDER BY o.seq LIMIT 1) AS head
+FROM pending_keys k WHERE k.partition_key IS NOT NULL";
+
+/// A row of [`PENDING_KEYS`].
+#[derive(QueryableByName)]
+struct PendingKey {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    partition_key: String,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    head: i64,
+}
+
+/// The partition keys that `blocking` rows (partition key, `next_attempt_at`, `claimed_until`) hold back at
+/// `now`, each with the instant it frees up (its last retry time or lease end).
+fn blocked_keys(
+    blocking: Vec<(String, OffsetDateTime, Option<OffsetDateTime>)>,
+    now: OffsetDateTime,
+) -> std::collections::BTreeMap<String, OffsetDateTime> {
+    let mut blocked = std::collections::BTreeMap::new();
+    for (key, next_attempt_at, claimed_until) in blocking {
+        let free_at = [Some(next_attempt_at), claimed_until]
+            .into_iter()
+            .flatten()
+            .filter(|instant| *instant > now)
+            .max()
+            .unwrap_or(now);
+        blocked
+            .entry(key)
+            .and_modify(|until: &mut OffsetDateTime| *until = (*until).max(free_at))
+            .or_insert(free_at);
+    }
+    blocked
 }
 
 /// The advisory lock key that serializes outbox claims across relays (an arbitrary constant: "pakaura outbox").
@@ -648,29 +760,35 @@ impl BackendQueries for AsyncPgConnection {
             .await
     }
 
-    async fn claim_candidates(
-        &mut self,
-        now: OffsetDateTime,
-        limit: i64,
-    ) -> QueryResult<Vec<OutboxRow>> {
-        use crate::schema::pg::event_outbox as outbox;
+    async fn serialize_claims(&mut self) -> QueryResult<()> {
         diesel::sql_query("SELECT pg_advisory_xact_lock($1)")
             .bind::<diesel::sql_types::BigInt, _>(OUTBOX_CLAIM_LOCK)
             .execute(self)
-            .await?;
-        let blocker = diesel::alias!(outbox as blocker);
-        let blocked = blocker
-            .select(blocker.field(outbox::partition_key))
-            .filter(blocker.field(outbox::failed_at).is_null())
-            .filter(
-                blocker.field(outbox::next_attempt_at).gt(now).or(blocker
-                    .field(outbox::claimed_until)
-                    .gt(now)
-                    .assume_not_null()),
-            );
+            .await
+            .map(drop)
+    }
+
+    async fn oldest_pending(&mut self, limit: i64) -> QueryResult<Vec<OutboxRow>> {
+        use crate::schema::pg::event_outbox as outbox;
         outbox::table
             .filter(outbox::failed_at.is_null())
-            .filter(outbox::partition_key.ne_all(blocked))
+            .order(outbox::seq.asc())
+            .limit(limit)
+            .for_update()
+            .skip_locked()
+            .load(self)
+            .await
+    }
+
+    async fn oldest_of_key(
+        &mut self,
+        partition_key: &str,
+        limit: i64,
+    ) -> QueryResult<Vec<OutboxRow>> {
+        use crate::schema::pg::event_outbox as outbox;
+        outbox::table
+            .filter(outbox::partition_key.eq(partition_key))
+            .filter(outbox::failed_at.is_null())
             .order(outbox::seq.asc())
             .limit(limit)
             .for_update()
@@ -698,25 +816,30 @@ impl BackendQueries for SqliteConn {
             .await
     }
 
-    async fn claim_candidates(
+    async fn serialize_claims(&mut self) -> QueryResult<()> {
+        // `BEGIN IMMEDIATE` already holds the database's only write lock.
+        Ok(())
+    }
+
+    async fn oldest_pending(&mut self, limit: i64) -> QueryResult<Vec<OutboxRow>> {
+        use crate::schema::sqlite::event_outbox as outbox;
+        outbox::table
+            .filter(outbox::failed_at.is_null())
+            .order(outbox::seq.asc())
+            .limit(limit)
+            .load(self)
+            .await
+    }
+
+    async fn oldest_of_key(
         &mut self,
-        now: OffsetDateTime,
+        partition_key: &str,
         limit: i64,
     ) -> QueryResult<Vec<OutboxRow>> {
         use crate::schema::sqlite::event_outbox as outbox;
-        let blocker = diesel::alias!(outbox as blocker);
-        let blocked = blocker
-            .select(blocker.field(outbox::partition_key))
-            .filter(blocker.field(outbox::failed_at).is_null())
-            .filter(
-                blocker.field(outbox::next_attempt_at).gt(now).or(blocker
-                    .field(outbox::claimed_until)
-                    .gt(now)
-                    .assume_not_null()),
-            );
         outbox::table
+            .filter(outbox::partition_key.eq(partition_key))
             .filter(outbox::failed_at.is_null())
-            .filter(outbox::partition_key.ne_all(blocked))
             .order(outbox::seq.asc())
             .limit(limit)
             .load(self)

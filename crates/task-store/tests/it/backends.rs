@@ -157,7 +157,7 @@ async fn migrating_a_database_of_the_original_service_keeps_its_rows() {
 
     let config = small_pool(url);
     let applied = task_store::run_pending(&config, &logger()).await.unwrap();
-    assert_eq!(applied.len(), 4, "{applied:?}");
+    assert_eq!(applied.len(), 5, "{applied:?}");
     assert!(
         task_store::run_pending(&config, &logger())
             .await
@@ -219,7 +219,7 @@ async fn store_operations_run_on_spawned_tasks() {
         .await
         .unwrap()
         .unwrap();
-    let id = claimed[0].id;
+    let id = claimed.messages[0].id;
     let store = db.store.clone();
     spawned(async move { store.release_outbox(&[id]).await })
         .await

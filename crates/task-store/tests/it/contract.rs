@@ -497,7 +497,7 @@ pub(crate) async fn outbox_claims_lease_rows_and_keep_partition_order(store: &St
     let now = OffsetDateTime::now_utc();
     let lease = Duration::from_secs(30);
 
-    let claimed = store.claim_outbox(10, lease, now).await.unwrap();
+    let claimed = store.claim_outbox(10, lease, now).await.unwrap().messages;
     assert_eq!(payloads(&claimed), ["a", "b", "c"]);
     assert!(
         claimed
@@ -505,14 +505,25 @@ pub(crate) async fn outbox_claims_lease_rows_and_keep_partition_order(store: &St
             .all(|row| row.claimed_until.is_some_and(|until| until > now))
     );
     assert!(
-        store.claim_outbox(10, lease, now).await.unwrap().is_empty(),
+        store.claim_outbox(10, lease, now).await.unwrap().messages.is_empty(),
         "leased rows are not handed out twice"
+    );
+    let stored = store.outbox_rows().await.unwrap();
+    let leased: Vec<&str> = stored
+        .iter()
+        .filter(|row| row.claimed_until.is_some())
+        .map(|row| row.payload.as_str())
+        .collect();
+    assert_eq!(
+        leased,
+        ["a", "c"],
+        "only the first row of each key is leased: it holds the key"
     );
 
     let limited = store
         .claim_outbox(1, lease, now + Duration::from_secs(31))
         .await
-        .unwrap();
+        .unwrap().messages;
     assert_eq!(
         payloads(&limited),
         ["a"],
@@ -529,7 +540,7 @@ pub(crate) async fn outbox_claims_lease_rows_and_keep_partition_order(store: &St
     let rest = store
         .claim_outbox(10, lease, now + Duration::from_secs(62))
         .await
-        .unwrap();
+        .unwrap().messages;
     assert_eq!(payloads(&rest), ["b"]);
     assert_eq!(
         store.outbox_counts().await.unwrap(),
@@ -547,7 +558,7 @@ pub(crate) async fn outbox_failures_back_off_then_move_aside(store: &Store) {
         .unwrap();
     let now = OffsetDateTime::now_utc();
     let lease = Duration::from_secs(30);
-    let claimed = store.claim_outbox(10, lease, now).await.unwrap();
+    let claimed = store.claim_outbox(10, lease, now).await.unwrap().messages;
     let a = claimed[0].id;
 
     let retry_at = now + Duration::from_secs(60);
@@ -562,7 +573,7 @@ pub(crate) async fn outbox_failures_back_off_then_move_aside(store: &Store) {
     let blocked = store
         .claim_outbox(10, lease, now + Duration::from_secs(1))
         .await
-        .unwrap();
+        .unwrap().messages;
     assert!(
         blocked.is_empty(),
         "b waits behind a, which waits for its retry: {:?}",
@@ -570,7 +581,7 @@ pub(crate) async fn outbox_failures_back_off_then_move_aside(store: &Store) {
     );
 
     let after_backoff = now + Duration::from_secs(61);
-    let again = store.claim_outbox(10, lease, after_backoff).await.unwrap();
+    let again = store.claim_outbox(10, lease, after_backoff).await.unwrap().messages;
     assert_eq!(payloads(&again), ["a", "b"]);
     assert_eq!(again[0].attempts, 1);
     assert_eq!(again[0].last_error.as_deref(), Some("sidecar said 500"));
@@ -591,7 +602,7 @@ pub(crate) async fn outbox_failures_back_off_then_move_aside(store: &Store) {
         FailureOutcome::MovedAside { attempts: 3 }
     );
     store.release_outbox(&[again[1].id]).await.unwrap();
-    let unblocked = store.claim_outbox(10, lease, after_backoff).await.unwrap();
+    let unblocked = store.claim_outbox(10, lease, after_backoff).await.unwrap().messages;
     assert_eq!(
         payloads(&unblocked),
         ["b"],
@@ -624,12 +635,12 @@ pub(crate) async fn outbox_releases_make_rows_claimable_again(store: &Store) {
     let claimed = store
         .claim_outbox(10, Duration::from_secs(300), now)
         .await
-        .unwrap();
+        .unwrap().messages;
     assert_eq!(store.release_outbox(&[claimed[0].id]).await.unwrap(), 1);
     let again = store
         .claim_outbox(10, Duration::from_secs(300), now)
         .await
-        .unwrap();
+        .unwrap().messages;
     assert_eq!(payloads(&again), ["a"]);
     assert_eq!(again[0].attempts, 0, "a release is not a failed attempt");
 }
@@ -647,9 +658,90 @@ pub(crate) async fn concurrent_claims_never_hand_out_a_row_twice(store: &Store) 
     }
     let mut claimed = Vec::new();
     while let Some(res) = relays.join_next().await {
-        claimed.extend(res.expect("relay ran").expect("claim committed"));
+        claimed.extend(res.expect("relay ran").expect("claim committed").messages);
     }
     claimed.sort_by_key(|row| row.seq);
     // The first claim takes the oldest row of each partition; the others find every partition leased.
     assert_eq!(payloads(&claimed), ["m00", "m01", "m02", "m03", "m04"]);
+}
+
+pub(crate) async fn a_blocked_key_with_a_long_backlog_holds_back_only_itself(store: &Store) {
+    let backlog: Vec<NewOutboxMessage> = (0..2000)
+        .map(|n| message("blocked", &format!("b{n:04}")))
+        .collect();
+    store.enqueue_outbox(&backlog).await.unwrap();
+    store
+        .enqueue_outbox(&[
+            message("p2", "x1"),
+            message("p3", "y1"),
+            message("p2", "x2"),
+            message("p3", "y2"),
+            message("p2", "x3"),
+        ])
+        .await
+        .unwrap();
+    let now = OffsetDateTime::now_utc();
+    let lease = Duration::from_secs(30);
+    let first = store.claim_outbox(1, lease, now).await.unwrap();
+    assert_eq!(payloads(&first.messages), ["b0000"]);
+    assert_eq!(first.blocked_until, None, "nothing was blocked yet");
+    let retry_at = task_domain::normalize(now + Duration::from_secs(60));
+    store
+        .record_outbox_failure(first.messages[0].id, "sidecar down", retry_at, 20, now)
+        .await
+        .unwrap();
+
+    let later = now + Duration::from_secs(1);
+    let some = store.claim_outbox(3, lease, later).await.unwrap();
+    assert_eq!(
+        payloads(&some.messages),
+        ["x1", "y1", "x2"],
+        "the oldest ready rows of the other keys, in insertion order"
+    );
+    assert_eq!(some.blocked_until, Some(retry_at));
+    store
+        .mark_outbox_delivered(&some.messages.iter().map(|m| m.id).collect::<Vec<_>>())
+        .await
+        .unwrap();
+    let rest = store.claim_outbox(10, lease, later).await.unwrap();
+    assert_eq!(payloads(&rest.messages), ["y2", "x3"]);
+    store
+        .mark_outbox_delivered(&rest.messages.iter().map(|m| m.id).collect::<Vec<_>>())
+        .await
+        .unwrap();
+    let none = store.claim_outbox(10, lease, later).await.unwrap();
+    assert!(none.messages.is_empty(), "{:?}", payloads(&none.messages));
+    assert_eq!(
+        none.blocked_until,
+        Some(retry_at),
+        "the relay learns when to look again"
+    );
+
+    let after_retry = now + Duration::from_secs(61);
+    let resumed = store.claim_outbox(3, lease, after_retry).await.unwrap();
+    assert_eq!(payloads(&resumed.messages), ["b0000", "b0001", "b0002"]);
+    assert_eq!(resumed.messages[0].attempts, 1);
+    assert_eq!(resumed.blocked_until, None);
+}
+
+pub(crate) async fn a_key_leased_by_another_relay_is_skipped_until_its_lease_ends(store: &Store) {
+    store
+        .enqueue_outbox(&[message("p1", "a"), message("p1", "b"), message("p2", "c")])
+        .await
+        .unwrap();
+    let now = OffsetDateTime::now_utc();
+    let lease = Duration::from_secs(30);
+    let mine = store.claim_outbox(1, lease, now).await.unwrap();
+    assert_eq!(payloads(&mine.messages), ["a"]);
+    let other = store.claim_outbox(10, lease, now).await.unwrap();
+    assert_eq!(
+        payloads(&other.messages),
+        ["c"],
+        "b waits while a is leased, even though b itself was not claimed"
+    );
+    assert_eq!(
+        other.blocked_until,
+        Some(task_domain::normalize(now + lease)),
+        "the lease end frees the key"
+    );
 }

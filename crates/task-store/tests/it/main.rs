@@ -51,4 +51,6 @@ contract_tests!(
     outbox_failures_back_off_then_move_aside,
     outbox_releases_make_rows_claimable_again,
     concurrent_claims_never_hand_out_a_row_twice,
+    a_blocked_key_with_a_long_backlog_holds_back_only_itself,
+    a_key_leased_by_another_relay_is_skipped_until_its_lease_ends,
 );
