@@ -1,9 +1,17 @@
 //! The outbox relay (`EVENT_DELIVERY=outbox`): claims due `event_outbox` rows, publishes them with their stored
-//! event id, deletes them on success, backs off on failure, and moves a row aside after too many attempts.
+//! event id, deletes them on success, backs off on failure, and moves a row aside after `max_attempts`
+//! rejections of that event by the sidecar (4xx). An outage (no connection, timeout, 5xx) is retried, with the
+//! backoff capped at `max_backoff`, for as long as it lasts: nothing is moved aside because Kafka was down.
 //!
-//! Rows are claimed with a lease longer than a whole round of publishes, so a second replica never takes a row
-//! this one is still sending; the store hands out the rows of one partition key (user) in order and never past
-//! a failed one, so a user's events keep their order. Partition keys are published concurrently.
+//! The store hands out the rows of one partition key (user) in order and never past a failed or leased one, so
+//! a user's events keep their order; the claim leases each key's first row for longer than a round of
+//! publishes (and the relay starts no publish that could outlive it), so a second replica never takes a key
+//! this one is still sending. Partition keys are published concurrently.
+//!
+//! Waking: every commit wakes the relay, and a round that found rows is followed by another at once. When rows
+//! wait behind a blocked key (a retry pending, as with a hanging sidecar), the relay claims again no sooner
+//! than 100 ms and no later than the key frees up or `poll_interval` passes, so a long outage
+//! costs a few cheap claims per second instead of one per commit.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -17,6 +25,7 @@ use task_store::{FailureOutcome, OutboxMessage, Store};
 use time::OffsetDateTime;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use uuid::Uuid;
 
 use crate::config::OutboxConfig;
@@ -61,6 +70,20 @@ impl RelayCounters {
         self.published.load(Ordering::Relaxed)
     }
 }
+
+/// What one relay round did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Round {
+    /// Rows claimed (then published, failed, or left for the next round).
+    pub claimed: usize,
+    /// Set when some partition key had rows it could not claim because it waits for a retry or is leased by
+    /// another replica: the earliest instant one of those keys frees up.
+    pub blocked_until: Option<OffsetDateTime>,
+}
+
+/// The shortest pause between claims while a key is blocked: bounds the claims a hanging sidecar causes (each
+/// commit wakes the relay) and the delay of other keys' rows meanwhile.
+const BLOCKED_RECHECK: Duration = Duration::from_millis(100);
 
 /// The relay's dependencies and settings.
 #[derive(Debug, Clone)]
@@ -137,17 +160,33 @@ impl OutboxRelay {
             info!(self.log, "outbox relay started"; "batch_size" => self.config.batch_size,
                 "max_attempts" => self.config.max_attempts, "lease_ms" => self.lease().as_millis() as u64);
             loop {
-                let handled = self.run_once().await;
+                let round = self.run_once().await;
                 if *stopped.borrow() {
                     break;
                 }
-                if handled > 0 {
+                if round.claimed > 0 {
                     // Rows were there: look again at once (more may be due).
                     continue;
                 }
+                let idle = match round.blocked_until {
+                    None => self.config.poll_interval,
+                    Some(free_at) => {
+                        // Rows wait behind a key that is retrying (or leased by another replica). Commits keep
+                        // waking the relay, mostly with more rows for that same key, so do not look again for
+                        // each one: other keys' rows wait at most this long, the blocked key until it frees up.
+                        tokio::select! {
+                            _ = tokio::time::sleep(self.blocked_recheck()) => {}
+                            _ = stopped.changed() => break,
+                        }
+                        let until_free = free_at - OffsetDateTime::now_utc();
+                        Duration::try_from(until_free)
+                            .unwrap_or(Duration::ZERO)
+                            .min(self.config.poll_interval)
+                    }
+                };
                 tokio::select! {
                     _ = self.wake.notified() => {}
-                    _ = tokio::time::sleep(self.config.poll_interval) => {}
+                    _ = tokio::time::sleep(idle) => {}
                     _ = stopped.changed() => break,
                 }
             }
@@ -156,32 +195,48 @@ impl OutboxRelay {
         RelayHandle { stop, task }
     }
 
-    /// One round: claim, publish, settle. Returns the number of rows handled.
-    pub async fn run_once(&self) -> usize {
+    /// The shortest pause between claims while some key is blocked (see [`Round::blocked_until`]).
+    fn blocked_recheck(&self) -> Duration {
+        self.config.poll_interval.min(BLOCKED_RECHECK)
+    }
+
+    /// One round: claim, publish, settle.
+    pub async fn run_once(&self) -> Round {
         let now = OffsetDateTime::now_utc();
-        let rows = match self
+        let lease = self.lease();
+        // Stop starting publishes once one might outlive the lease: another replica may then take the rows.
+        let publish_until = Instant::now() + lease.saturating_sub(self.publish_timeout);
+        let claim = match self
             .store
-            .claim_outbox(self.config.batch_size as usize, self.lease(), now)
+            .claim_outbox(self.config.batch_size as usize, lease, now)
             .await
         {
-            Ok(rows) => rows,
+            Ok(claim) => claim,
             Err(err) => {
                 warn!(self.log, "could not claim outbox rows"; "error" => %ErrorChain(&err));
-                return 0;
+                return Round::default();
             }
         };
-        if rows.is_empty() {
-            return 0;
+        let round = Round {
+            claimed: claim.messages.len(),
+            blocked_until: claim.blocked_until,
+        };
+        if claim.messages.is_empty() {
+            return round;
         }
-        let count = rows.len();
         let mut by_key: BTreeMap<String, Vec<OutboxMessage>> = BTreeMap::new();
-        for row in rows {
+        for row in claim.messages {
             by_key
                 .entry(row.partition_key.clone())
                 .or_default()
                 .push(row);
         }
-        let results = join_all(by_key.into_values().map(|rows| self.publish_in_order(rows))).await;
+        let results = join_all(
+            by_key
+                .into_values()
+                .map(|rows| self.publish_in_order(rows, publish_until)),
+        )
+        .await;
         let delivered: Vec<Uuid> = results.into_iter().flatten().collect();
         if !delivered.is_empty()
             && let Err(err) = self.store.mark_outbox_delivered(&delivered).await
@@ -190,15 +245,23 @@ impl OutboxRelay {
             warn!(self.log, "could not delete delivered outbox rows"; "count" => delivered.len(),
                 "error" => %ErrorChain(&err));
         }
-        count
+        round
     }
 
-    /// Publishes the rows of one partition key in order; stops at the first failure (recording it and giving
-    /// the rest back). Returns the ids delivered.
-    async fn publish_in_order(&self, rows: Vec<OutboxMessage>) -> Vec<Uuid> {
+    /// Publishes the rows of one partition key in order; stops at the first failure (recording it: the
+    /// failed row's retry time then holds the key, so the rows after it wait without being touched) or when
+    /// `publish_until` has passed. Returns the ids delivered.
+    async fn publish_in_order(
+        &self,
+        rows: Vec<OutboxMessage>,
+        publish_until: Instant,
+    ) -> Vec<Uuid> {
         let mut delivered = Vec::with_capacity(rows.len());
-        let mut rest = rows.into_iter();
-        while let Some(row) = rest.next() {
+        for row in rows {
+            if Instant::now() >= publish_until {
+                // Only the key's first row is leased: the rest simply stay pending for the next claim.
+                break;
+            }
             let mut options = PublishOptions::new()
                 .with_partition_key(row.partition_key.clone())
                 .with_timeout(self.publish_timeout);
@@ -227,12 +290,6 @@ impl OutboxRelay {
                         .failed_attempts
                         .fetch_add(1, Ordering::Relaxed);
                     self.record_failure(&row, &err).await;
-                    let skipped: Vec<Uuid> = rest.map(|row| row.id).collect();
-                    if !skipped.is_empty()
-                        && let Err(err) = self.store.release_outbox(&skipped).await
-                    {
-                        warn!(self.log, "could not release outbox rows"; "error" => %ErrorChain(&err));
-                    }
                     break;
                 }
             }
@@ -252,9 +309,17 @@ impl OutboxRelay {
         let now = OffsetDateTime::now_utc();
         let retry_at = now + self.backoff(row.attempts);
         let message = ErrorChain(err).to_string();
+        // Only an answer about the event itself counts towards moving it aside: a sidecar or broker that is
+        // down (no connection, timeout, 5xx: Dapr answers 500 when Kafka is unreachable) is retried for as
+        // long as the outage lasts, so an outage of any length loses nothing.
+        let max_attempts = if is_rejection(err) {
+            self.config.max_attempts
+        } else {
+            u32::MAX
+        };
         let outcome = self
             .store
-            .record_outbox_failure(row.id, &message, retry_at, self.config.max_attempts, now)
+            .record_outbox_failure(row.id, &message, retry_at, max_attempts, now)
             .await;
         let attempts = row.attempts + 1;
         match outcome {
@@ -277,4 +342,11 @@ impl OutboxRelay {
             }
         }
     }
+}
+
+/// Whether the sidecar refused the event itself (a 4xx answer other than 408 Request Timeout and 429 Too Many
+/// Requests), as opposed to being unreachable, slow or failing on its side.
+fn is_rejection(err: &PublishError) -> bool {
+    err.status()
+        .is_some_and(|status| matches!(status.as_u16(), 400..=499 if !matches!(status.as_u16(), 408 | 429)))
 }

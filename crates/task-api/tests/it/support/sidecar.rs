@@ -13,8 +13,10 @@ use serde_json::Value;
 pub(crate) enum Mode {
     /// 204 No Content, as Dapr does on success.
     Accept,
-    /// 500 with a Dapr-style error body.
+    /// 500 with a Dapr-style error body, as Dapr answers when the broker is unreachable.
     Fail,
+    /// 403 with a Dapr-style error body: the sidecar refuses the event itself (topic not allowed).
+    Reject,
     /// Never answers.
     Hang,
 }
@@ -92,6 +94,8 @@ async fn publish(
         Mode::Accept | Mode::Hang => HttpResponse::NoContent().finish(),
         Mode::Fail => HttpResponse::InternalServerError()
             .json(serde_json::json!({"errorCode": "ERR_PUBSUB_PUBLISH_MESSAGE", "message": "broker down"})),
+        Mode::Reject => HttpResponse::Forbidden()
+            .json(serde_json::json!({"errorCode": "ERR_PUBSUB_FORBIDDEN", "message": "topic not allowed"})),
     }
 }
 
@@ -139,6 +143,11 @@ impl Sidecar {
     /// The base URL.
     pub(crate) fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Changes how the following requests are answered (a broker that comes back, say).
+    pub(crate) fn set_mode(&self, mode: Mode) {
+        *self.shared.mode.lock().unwrap() = mode;
     }
 
     /// Everything received so far.
