@@ -177,24 +177,31 @@ macro_rules! in_transaction {
     };
 }
 
+/// The column values of `$message` (a `&NewOutboxMessage`) as a fresh `event_outbox` row written at `$now`, for
+/// whichever backend's `event_outbox` is in scope.
+macro_rules! outbox_row {
+    ($message:expr, $now:expr) => {{
+        let message: &NewOutboxMessage = $message;
+        let now: OffsetDateTime = $now;
+        (
+            event_outbox::id.eq(DbUuid(message.id)),
+            event_outbox::topic.eq(&message.topic),
+            event_outbox::partition_key.eq(&message.partition_key),
+            event_outbox::payload.eq(&message.payload),
+            event_outbox::traceparent.eq(message.traceparent.as_deref()),
+            event_outbox::attempts.eq(0),
+            event_outbox::next_attempt_at.eq(now),
+            event_outbox::created_at.eq(now),
+        )
+    }};
+}
+
 /// Inserts `$messages` (a `&[NewOutboxMessage]`) into `event_outbox` on `$conn`, in order.
 macro_rules! insert_outbox {
     ($conn:ident, $messages:expr, $now:expr) => {{
-        let now: OffsetDateTime = $now;
-        for message in $messages {
-            diesel::insert_into(event_outbox::table)
-                .values((
-                    event_outbox::id.eq(DbUuid(message.id)),
-                    event_outbox::topic.eq(&message.topic),
-                    event_outbox::partition_key.eq(&message.partition_key),
-                    event_outbox::payload.eq(&message.payload),
-                    event_outbox::traceparent.eq(message.traceparent.as_deref()),
-                    event_outbox::attempts.eq(0),
-                    event_outbox::next_attempt_at.eq(now),
-                    event_outbox::created_at.eq(now),
-                ))
-                .execute($conn)
-                .await?;
+        let messages: &[NewOutboxMessage] = $messages;
+        if !messages.is_empty() {
+            BackendQueries::insert_outbox(&mut *$conn, messages, $now).await?;
         }
     }};
 }
@@ -678,6 +685,12 @@ trait BackendQueries {
     async fn lock_task(&mut self, id: DbUuid) -> QueryResult<Option<TaskRow>>;
     /// The user's completed task rows, oldest first, locked for the rest of the transaction.
     async fn lock_completed(&mut self, user_id: DbUuid) -> QueryResult<Vec<TaskRow>>;
+    /// Inserts outbox rows in order.
+    async fn insert_outbox(
+        &mut self,
+        messages: &[NewOutboxMessage],
+        now: OffsetDateTime,
+    ) -> QueryResult<()>;
     /// Makes concurrent outbox claims wait for each other until the end of the transaction.
     async fn serialize_claims(&mut self) -> QueryResult<()>;
     /// The oldest `limit` pending outbox rows, locked for the rest of the transaction.
@@ -760,6 +773,24 @@ impl BackendQueries for AsyncPgConnection {
             .await
     }
 
+    /// One multi-row `INSERT` (rows get their `seq` in this order): one round trip per mutation.
+    async fn insert_outbox(
+        &mut self,
+        messages: &[NewOutboxMessage],
+        now: OffsetDateTime,
+    ) -> QueryResult<()> {
+        use crate::schema::pg::event_outbox;
+        let rows: Vec<_> = messages
+            .iter()
+            .map(|message| outbox_row!(message, now))
+            .collect();
+        diesel::insert_into(event_outbox::table)
+            .values(rows)
+            .execute(self)
+            .await
+            .map(drop)
+    }
+
     async fn serialize_claims(&mut self) -> QueryResult<()> {
         diesel::sql_query("SELECT pg_advisory_xact_lock($1)")
             .bind::<diesel::sql_types::BigInt, _>(OUTBOX_CLAIM_LOCK)
@@ -814,6 +845,23 @@ impl BackendQueries for SqliteConn {
             .order((tasks::created_at.asc(), tasks::id.asc()))
             .load(self)
             .await
+    }
+
+    /// One statement per row: diesel's multi-row insert is not available through the async wrapper, and an
+    /// in-process statement costs no round trip anyway.
+    async fn insert_outbox(
+        &mut self,
+        messages: &[NewOutboxMessage],
+        now: OffsetDateTime,
+    ) -> QueryResult<()> {
+        use crate::schema::sqlite::event_outbox;
+        for message in messages {
+            diesel::insert_into(event_outbox::table)
+                .values(outbox_row!(message, now))
+                .execute(self)
+                .await?;
+        }
+        Ok(())
     }
 
     async fn serialize_claims(&mut self) -> QueryResult<()> {

@@ -157,7 +157,7 @@ async fn migrating_a_database_of_the_original_service_keeps_its_rows() {
 
     let config = small_pool(url);
     let applied = task_store::run_pending(&config, &logger()).await.unwrap();
-    assert_eq!(applied.len(), 5, "{applied:?}");
+    assert_eq!(applied.len(), 6, "{applied:?}");
     assert!(
         task_store::run_pending(&config, &logger())
             .await
