@@ -11,7 +11,12 @@ async fn health_answers_healthy_with_the_version(backend: Backend) {
     let answer = app.request("GET", "/api/v1/health", None, None).await;
     assert_eq!(answer.status, StatusCode::OK);
     assert_eq!(answer.body["status"], "healthy");
+    // The route reports task-api's package version (the workspace version, as is the binary's `--version`).
     assert_eq!(answer.body["version"], env!("CARGO_PKG_VERSION"));
+    assert_ne!(
+        answer.body["version"], "0.0.0",
+        "the workspace version is a real one"
+    );
     assert!(answer.header("x-correlation-id").is_some());
 
     let live = app.request("GET", "/healthz", None, None).await;
