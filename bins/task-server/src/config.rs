@@ -19,6 +19,7 @@
 //! | `FRONTEND_URL` | `http://localhost:3000` | allowed CORS origin |
 //! | `RATE_LIMIT_AUTH_PER_MINUTE` | `10` | auth requests per client address per minute (0: off) |
 //! | `RATE_LIMIT_TASKS_PER_MINUTE` | `100` | task requests per user per minute (0: off) |
+//! | `TRUSTED_PROXIES` | empty | comma-separated IPs and CIDR ranges of the proxies whose `X-Forwarded-For` names the client address of the auth limit; empty: the connection's peer is the client |
 //! | `HOST` / `PORT` | `0.0.0.0` / `8000` | listen address |
 //! | `EVENT_DELIVERY` | `fire-and-forget` | or `outbox` |
 //! | `EVENT_QUEUE_CAPACITY` | `1000` | in-memory queue size of fire-and-forget |
@@ -45,6 +46,7 @@ use task_api::config::{
     AuthConfig, CookieSameSite, EventDelivery, EventsConfig, HttpConfig, OutboxConfig, Secret,
     Topics,
 };
+use task_api::rate_limit::TrustedProxies;
 
 /// Every environment variable the binary reads.
 pub(crate) const ENV_NAMES: &[&str] = &[
@@ -62,6 +64,7 @@ pub(crate) const ENV_NAMES: &[&str] = &[
     "FRONTEND_URL",
     "RATE_LIMIT_AUTH_PER_MINUTE",
     "RATE_LIMIT_TASKS_PER_MINUTE",
+    "TRUSTED_PROXIES",
     "HOST",
     "PORT",
     "EVENT_DELIVERY",
@@ -130,6 +133,8 @@ pub(crate) struct Settings {
     pub(crate) rate_limit_auth_per_minute: u32,
     /// `RATE_LIMIT_TASKS_PER_MINUTE`.
     pub(crate) rate_limit_tasks_per_minute: u32,
+    /// `TRUSTED_PROXIES`: comma-separated IP addresses and CIDR ranges.
+    pub(crate) trusted_proxies: String,
     /// `HOST`.
     pub(crate) host: String,
     /// `PORT`.
@@ -177,6 +182,7 @@ impl Default for Settings {
             frontend_url: "http://localhost:3000".to_owned(),
             rate_limit_auth_per_minute: 10,
             rate_limit_tasks_per_minute: 100,
+            trusted_proxies: String::new(),
             host: "0.0.0.0".to_owned(),
             port: 8000,
             event_delivery: "fire-and-forget".to_owned(),
@@ -323,6 +329,7 @@ impl Settings {
             ));
         }
         self.same_site()?;
+        self.trusted_proxies()?;
         if self.dapr_pubsub_name.trim().is_empty() {
             return Err(invalid("DAPR_PUBSUB_NAME", "must not be empty"));
         }
@@ -363,6 +370,11 @@ impl Settings {
             "none" => Ok(CookieSameSite::None),
             _ => Err(invalid("COOKIE_SAMESITE", "expected lax, strict or none")),
         }
+    }
+
+    fn trusted_proxies(&self) -> Result<TrustedProxies, ConfigError> {
+        TrustedProxies::parse(&self.trusted_proxies)
+            .map_err(|err| invalid("TRUSTED_PROXIES", err.to_string()))
     }
 
     fn delivery(&self) -> Result<EventDelivery, ConfigError> {
@@ -439,6 +451,7 @@ impl Settings {
                     .then(|| frontend_url.trim_end_matches('/').to_owned()),
                 rate_limit_auth_per_minute: self.rate_limit_auth_per_minute,
                 rate_limit_tasks_per_minute: self.rate_limit_tasks_per_minute,
+                trusted_proxies: self.trusted_proxies()?,
                 ..HttpConfig::default()
             },
             auth: AuthConfig {

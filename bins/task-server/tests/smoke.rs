@@ -99,7 +99,13 @@ fn the_binary_serves_with_no_configuration_and_stops_on_sigterm() {
 
     let (status, health) = http(port, "GET", "/api/v1/health", &[], None);
     assert_eq!(status, 200, "{health}");
-    assert!(health.contains("\"status\":\"healthy\""), "{health}");
+    let body: serde_json::Value = health
+        .split_once("\r\n\r\n")
+        .and_then(|(_, body)| serde_json::from_str(body).ok())
+        .unwrap_or_else(|| panic!("a JSON body: {health}"));
+    assert_eq!(body["status"], "healthy", "{health}");
+    // The version the binary reports (`task-api --version`) is the one /api/v1/health reports.
+    assert_eq!(body["version"], env!("CARGO_PKG_VERSION"), "{health}");
     assert_eq!(http(port, "GET", "/readyz", &[], None).0, 200);
 
     let (status, registered) = http(
@@ -168,6 +174,18 @@ fn bad_configuration_fails_at_start_naming_the_key() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("PORT"), "{stderr}");
+
+    let output = Command::new(env!("CARGO_BIN_EXE_task-api"))
+        .env_clear()
+        .env("TRUSTED_PROXIES", "10.0.0.0/8, ingress")
+        .output()
+        .expect("run task-api");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("TRUSTED_PROXIES") && stderr.contains("\"ingress\""),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -186,5 +204,9 @@ fn help_and_version_work() {
         .arg("--version")
         .output()
         .unwrap();
-    assert!(String::from_utf8_lossy(&version.stdout).contains(env!("CARGO_PKG_VERSION")));
+    assert!(version.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&version.stdout).trim(),
+        format!("task-api {}", env!("CARGO_PKG_VERSION"))
+    );
 }

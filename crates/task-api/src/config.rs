@@ -4,6 +4,8 @@
 use std::fmt;
 use std::time::Duration;
 
+use crate::rate_limit::TrustedProxies;
+
 /// A secret string whose `Debug` and `Display` print `[redacted]`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
@@ -61,6 +63,9 @@ pub struct HttpConfig {
     pub frontend_url: Option<String>,
     /// Requests per minute per client address on the auth routes; 0 disables the limit.
     pub rate_limit_auth_per_minute: u32,
+    /// The proxies whose `X-Forwarded-For` gives the client address of that limit (`TRUSTED_PROXIES`); empty by
+    /// default, when the address is always the connection's peer.
+    pub trusted_proxies: TrustedProxies,
     /// Requests per minute per user on the task routes; 0 disables the limit.
     pub rate_limit_tasks_per_minute: u32,
     /// The largest accepted JSON body, in bytes.
@@ -72,6 +77,7 @@ impl Default for HttpConfig {
         Self {
             frontend_url: None,
             rate_limit_auth_per_minute: 10,
+            trusted_proxies: TrustedProxies::default(),
             rate_limit_tasks_per_minute: 100,
             json_body_limit: 16 * 1024,
         }

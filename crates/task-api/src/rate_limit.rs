@@ -1,8 +1,14 @@
-//! A small keyed token-bucket limiter: N requests per minute per key, answering 429 with `Retry-After`.
+//! A small keyed token-bucket limiter: N requests per minute per key, answering 429 with `Retry-After`; and the
+//! client address it keys the auth routes on, taken from `X-Forwarded-For` only behind trusted proxies.
 
 use std::collections::HashMap;
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::str::FromStr;
 use std::sync::Mutex;
 use std::time::Instant;
+
+use actix_web::http::header::HeaderMap;
 
 use crate::error::ApiError;
 
@@ -71,9 +77,231 @@ impl KeyedLimiter {
     }
 }
 
+/// The header the client address is read from behind trusted proxies. RFC 7239 `Forwarded` is not read: a proxy
+/// that maintains one of the two headers usually passes the other through as the client sent it, so reading both
+/// would let clients choose their own address.
+pub const FORWARDED_FOR_HEADER: &str = "x-forwarded-for";
+
+/// Why an entry of the trusted-proxy list (`TRUSTED_PROXIES`) is not acceptable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProxyListError {
+    /// The entry is neither an IP address nor `address/prefix`.
+    #[error("{entry:?} is not an IP address or a CIDR range (such as 10.0.0.0/8 or fd00::/8)")]
+    NotAnAddress {
+        /// The entry as written.
+        entry: String,
+    },
+    /// The prefix length is longer than the address.
+    #[error("{entry:?} has a prefix length above {max}")]
+    PrefixTooLong {
+        /// The entry as written.
+        entry: String,
+        /// The address length in bits (32 or 128).
+        max: u8,
+    },
+}
+
+/// An IP network: a single address (`10.1.2.3`, `::1`) or a CIDR range (`10.0.0.0/8`, `fd00::/8`). Bits past the
+/// prefix are ignored (`10.1.2.3/8` is `10.0.0.0/8`); IPv4-mapped IPv6 addresses are stored as IPv4.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpNetwork {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl IpNetwork {
+    /// The network of `addr` with `prefix` leading bits, or `None` when the prefix is longer than the address.
+    pub fn new(addr: IpAddr, prefix: u8) -> Option<Self> {
+        let (addr, prefix) = match addr {
+            IpAddr::V6(v6) if prefix >= 96 => match v6.to_ipv4_mapped() {
+                Some(v4) => (IpAddr::V4(v4), prefix - 96),
+                None => (addr, prefix),
+            },
+            _ => (addr, prefix),
+        };
+        match addr {
+            IpAddr::V4(v4) if prefix <= 32 => Some(Self {
+                addr: IpAddr::V4(Ipv4Addr::from(u32::from(v4) & mask_v4(prefix))),
+                prefix,
+            }),
+            IpAddr::V6(v6) if prefix <= 128 => Some(Self {
+                addr: IpAddr::V6(Ipv6Addr::from(u128::from(v6) & mask_v6(prefix))),
+                prefix,
+            }),
+            _ => None,
+        }
+    }
+
+    /// Whether `ip` is in this network (an IPv4-mapped IPv6 address counts as its IPv4 address).
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.addr, ip.to_canonical()) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                u32::from(ip) & mask_v4(self.prefix) == u32::from(net)
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                u128::from(ip) & mask_v6(self.prefix) == u128::from(net)
+            }
+            _ => false,
+        }
+    }
+}
+
+fn mask_v4(prefix: u8) -> u32 {
+    u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0)
+}
+
+fn mask_v6(prefix: u8) -> u128 {
+    u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0)
+}
+
+impl FromStr for IpNetwork {
+    type Err = ProxyListError;
+
+    fn from_str(entry: &str) -> Result<Self, Self::Err> {
+        let not_an_address = || ProxyListError::NotAnAddress {
+            entry: entry.to_owned(),
+        };
+        let trimmed = entry.trim();
+        let (addr, prefix) = match trimmed.split_once('/') {
+            Some((addr, prefix)) => (addr, Some(prefix)),
+            None => (trimmed, None),
+        };
+        let addr: IpAddr = addr.parse().map_err(|_| not_an_address())?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => max,
+            Some(digits) => {
+                if digits.is_empty()
+                    || digits.len() > 3
+                    || !digits.bytes().all(|b| b.is_ascii_digit())
+                {
+                    return Err(not_an_address());
+                }
+                digits
+                    .parse::<u8>()
+                    .map_err(|_| ProxyListError::PrefixTooLong {
+                        entry: entry.to_owned(),
+                        max,
+                    })?
+            }
+        };
+        Self::new(addr, prefix).ok_or(ProxyListError::PrefixTooLong {
+            entry: entry.to_owned(),
+            max,
+        })
+    }
+}
+
+impl fmt::Display for IpNetwork {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+/// The proxies whose `X-Forwarded-For` is believed (`TRUSTED_PROXIES`); empty (the default) believes no header.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TrustedProxies {
+    networks: Vec<IpNetwork>,
+}
+
+impl TrustedProxies {
+    /// Trusts the given networks.
+    pub fn new(networks: Vec<IpNetwork>) -> Self {
+        Self { networks }
+    }
+
+    /// Parses a comma-separated list of IP addresses and CIDR ranges; blank entries are skipped, so an empty
+    /// string trusts nothing.
+    pub fn parse(list: &str) -> Result<Self, ProxyListError> {
+        let networks = list
+            .split(',')
+            .filter(|entry| !entry.trim().is_empty())
+            .map(|entry| entry.trim().parse())
+            .collect::<Result<Vec<IpNetwork>, _>>()?;
+        Ok(Self { networks })
+    }
+
+    /// Whether no proxy is trusted.
+    pub fn is_empty(&self) -> bool {
+        self.networks.is_empty()
+    }
+
+    /// The trusted networks.
+    pub fn networks(&self) -> &[IpNetwork] {
+        &self.networks
+    }
+
+    /// Whether `ip` is a trusted proxy.
+    pub fn is_trusted(&self, ip: IpAddr) -> bool {
+        self.networks.iter().any(|net| net.contains(ip))
+    }
+
+    /// The address of the client behind `peer`, the address the connection came from.
+    ///
+    /// When `peer` is not a trusted proxy this is `peer`, whatever the headers say. Otherwise the
+    /// `X-Forwarded-For` entries (all header lines, in order) are walked from the right, skipping trusted hops:
+    /// the first untrusted address is the client, and when every entry is trusted the leftmost one is. A missing
+    /// header, an entry that is not an address (`unknown`, an obfuscated name, garbage) or a header that is not
+    /// visible ASCII on the way gives `peer`, so a client cannot make up a key of its own. Entries may carry a port
+    /// (`203.0.113.7:4711`, `[2001:db8::1]:4711`); IPv4-mapped IPv6 addresses are reported as IPv4.
+    pub fn client_ip(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
+        let peer = peer.to_canonical();
+        if !self.is_trusted(peer) {
+            return peer;
+        }
+        let mut hops = Vec::new();
+        for value in headers.get_all(FORWARDED_FOR_HEADER) {
+            let Ok(text) = value.to_str() else {
+                return peer;
+            };
+            hops.extend(text.split(','));
+        }
+        let mut leftmost = peer;
+        for hop in hops.iter().rev() {
+            let Some(ip) = parse_hop(hop) else {
+                return peer;
+            };
+            if !self.is_trusted(ip) {
+                return ip;
+            }
+            leftmost = ip;
+        }
+        leftmost
+    }
+}
+
+/// One `X-Forwarded-For` entry: an address, optionally with a port (`[v6]:port` for IPv6).
+fn parse_hop(hop: &str) -> Option<IpAddr> {
+    let hop = hop.trim();
+    let is_port = |s: &str| {
+        !s.is_empty()
+            && s.len() <= 5
+            && s.bytes().all(|b| b.is_ascii_digit())
+            && s.parse::<u16>().is_ok()
+    };
+    let ip = if let Some(rest) = hop.strip_prefix('[') {
+        let (addr, after) = rest.split_once(']')?;
+        if !(after.is_empty() || after.strip_prefix(':').is_some_and(is_port)) {
+            return None;
+        }
+        IpAddr::V6(addr.parse().ok()?)
+    } else if let Ok(ip) = hop.parse::<IpAddr>() {
+        ip
+    } else {
+        let (addr, port) = hop.split_once(':')?;
+        if !is_port(port) {
+            return None;
+        }
+        IpAddr::V4(addr.parse().ok()?)
+    };
+    Some(ip.to_canonical())
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
+
+    use actix_web::http::header::{HeaderName, HeaderValue};
 
     use super::*;
 
@@ -100,5 +328,193 @@ mod tests {
         for _ in 0..1000 {
             limiter.check("a").unwrap();
         }
+    }
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().unwrap()
+    }
+
+    fn proxies(list: &str) -> TrustedProxies {
+        TrustedProxies::parse(list).unwrap()
+    }
+
+    /// Headers with one `X-Forwarded-For` line per entry of `lines`.
+    fn forwarded(lines: &[&str]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for line in lines {
+            headers.append(
+                HeaderName::from_static(FORWARDED_FOR_HEADER),
+                HeaderValue::from_str(line).unwrap(),
+            );
+        }
+        headers
+    }
+
+    #[test]
+    fn proxy_lists_parse_addresses_and_ranges() {
+        assert!(proxies("").is_empty());
+        assert!(proxies(" , ").is_empty());
+        let list = proxies(" 10.0.0.0/8, 192.168.1.7 ,fd00::/8,::1,");
+        let shown: Vec<String> = list.networks().iter().map(ToString::to_string).collect();
+        assert_eq!(
+            shown,
+            ["10.0.0.0/8", "192.168.1.7/32", "fd00::/8", "::1/128"]
+        );
+        assert_eq!(
+            proxies("10.1.2.3/8").networks()[0].to_string(),
+            "10.0.0.0/8",
+            "host bits are ignored"
+        );
+        assert_eq!(
+            proxies("::ffff:10.0.0.0/104").networks()[0].to_string(),
+            "10.0.0.0/8",
+            "an IPv4-mapped range is an IPv4 range"
+        );
+    }
+
+    #[test]
+    fn bad_proxy_list_entries_are_rejected_with_the_entry() {
+        for bad in [
+            "10.0.0.300",
+            "example.com",
+            "10.0.0.0/",
+            "10.0.0.0/+8",
+            "10.0.0.0/8/9",
+            "10.0.0.0/-1",
+            "fe80::1%eth0",
+            "10.0.0.1:80",
+            "10.0.0.0/8 192.168.0.0/16",
+        ] {
+            match TrustedProxies::parse(&format!("127.0.0.1, {bad}")) {
+                Err(ProxyListError::NotAnAddress { entry }) => assert_eq!(entry.trim(), bad),
+                other => panic!("{bad}: expected NotAnAddress, got {other:?}"),
+            }
+        }
+        for (bad, max) in [
+            ("10.0.0.0/33", 32),
+            ("fd00::/129", 128),
+            ("10.0.0.0/999", 32),
+        ] {
+            assert_eq!(
+                TrustedProxies::parse(bad),
+                Err(ProxyListError::PrefixTooLong {
+                    entry: bad.to_owned(),
+                    max
+                })
+            );
+        }
+        let message = TrustedProxies::parse("10.0.0.300").unwrap_err().to_string();
+        assert!(message.contains("\"10.0.0.300\""), "{message}");
+    }
+
+    #[test]
+    fn networks_contain_their_addresses_only() {
+        let list = proxies("10.0.0.0/8, 192.168.1.7, fd00::/8, 0.0.0.0/0");
+        assert!(list.networks()[0].contains(ip("10.255.255.255")));
+        assert!(!list.networks()[0].contains(ip("11.0.0.0")));
+        assert!(list.networks()[1].contains(ip("192.168.1.7")));
+        assert!(!list.networks()[1].contains(ip("192.168.1.8")));
+        assert!(list.networks()[2].contains(ip("fdff:ffff::1")));
+        assert!(!list.networks()[2].contains(ip("fe00::1")));
+        assert!(
+            !list.networks()[2].contains(ip("10.0.0.1")),
+            "no match across families"
+        );
+        assert!(list.networks()[3].contains(ip("203.0.113.7")));
+        assert!(
+            list.networks()[0].contains(ip("::ffff:10.0.0.1")),
+            "an IPv4-mapped peer (dual-stack listener) matches its IPv4 range"
+        );
+    }
+
+    #[test]
+    fn headers_are_ignored_without_trusted_proxies_or_from_an_untrusted_peer() {
+        let spoofed = forwarded(&["198.51.100.1"]);
+        assert_eq!(
+            TrustedProxies::default().client_ip(ip("203.0.113.7"), &spoofed),
+            ip("203.0.113.7")
+        );
+        assert_eq!(
+            proxies("10.0.0.0/8").client_ip(ip("203.0.113.7"), &spoofed),
+            ip("203.0.113.7")
+        );
+        assert_eq!(
+            proxies("10.0.0.0/8").client_ip(ip("::ffff:203.0.113.7"), &spoofed),
+            ip("203.0.113.7"),
+            "an IPv4-mapped peer is reported as IPv4"
+        );
+    }
+
+    #[test]
+    fn the_first_untrusted_hop_from_the_right_is_the_client() {
+        let list = proxies("10.0.0.0/8");
+        let peer = ip("10.0.0.4");
+        let cases: &[(&[&str], &str)] = &[
+            (&[], "10.0.0.4"),
+            (&["203.0.113.7"], "203.0.113.7"),
+            (&["203.0.113.7, 10.0.0.2, 10.0.0.3"], "203.0.113.7"),
+            // A client's own X-Forwarded-For is kept by the proxies, left of what they append.
+            (&["198.51.100.1, 203.0.113.7, 10.0.0.2"], "203.0.113.7"),
+            (&["10.9.9.9, 203.0.113.7"], "203.0.113.7"),
+            (&["garbage, 203.0.113.7"], "203.0.113.7"),
+            // Several header lines form one list, in order.
+            (&["198.51.100.1", "203.0.113.7", "10.0.0.2"], "203.0.113.7"),
+            // Every hop trusted: the leftmost.
+            (&["10.0.0.1, 10.0.0.2"], "10.0.0.1"),
+            // Ports and IPv4-mapped entries.
+            (&["203.0.113.7:4711"], "203.0.113.7"),
+            (&["::ffff:203.0.113.7"], "203.0.113.7"),
+            (&["[2001:db8::7]:4711"], "2001:db8::7"),
+            (&["[2001:db8::7]"], "2001:db8::7"),
+        ];
+        for (lines, client) in cases {
+            assert_eq!(
+                list.client_ip(peer, &forwarded(lines)),
+                ip(client),
+                "{lines:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn ipv6_chains_are_walked_like_ipv4_ones() {
+        let list = proxies("fd00::/8, 10.0.0.0/8");
+        let headers = forwarded(&["2001:db8::7, fd00::2, 10.0.0.3"]);
+        assert_eq!(list.client_ip(ip("fd00::1"), &headers), ip("2001:db8::7"));
+        assert_eq!(
+            list.client_ip(ip("2001:db8::99"), &headers),
+            ip("2001:db8::99"),
+            "an untrusted IPv6 peer is the client"
+        );
+    }
+
+    #[test]
+    fn malformed_headers_fall_back_to_the_peer() {
+        let list = proxies("10.0.0.0/8");
+        let peer = ip("10.0.0.4");
+        for lines in [
+            &["garbage"][..],
+            &["unknown"],
+            &[""],
+            &["203.0.113.7,"],
+            &["203.0.113.7, , 10.0.0.2"],
+            &["203.0.113.7 10.0.0.2"],
+            &["203.0.113.7:99999"],
+            &["203.0.113.7:"],
+            &["[2001:db8::7"],
+            &["[2001:db8::7]x"],
+            &["[203.0.113.7]"],
+            &["2001:db8::7:4711:"],
+            &["_hidden"],
+            &["fe80::1%eth0"],
+        ] {
+            assert_eq!(list.client_ip(peer, &forwarded(lines)), peer, "{lines:?}");
+        }
+        let mut not_ascii = HeaderMap::new();
+        not_ascii.append(
+            HeaderName::from_static(FORWARDED_FOR_HEADER),
+            HeaderValue::from_bytes(b"203.0.113.7\xff").unwrap(),
+        );
+        assert_eq!(list.client_ip(peer, &not_ascii), peer);
     }
 }

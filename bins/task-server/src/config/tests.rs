@@ -45,6 +45,10 @@ fn no_configuration_gives_the_documented_defaults() {
         assert_eq!(config.events.source, "pakaura/api");
         assert_eq!(config.http.rate_limit_auth_per_minute, 10);
         assert_eq!(config.http.rate_limit_tasks_per_minute, 100);
+        assert!(
+            config.http.trusted_proxies.is_empty(),
+            "no proxy is trusted by default"
+        );
         assert!(!config.events.dapr_enabled);
         assert_eq!((settings.host.as_str(), settings.port), ("0.0.0.0", 8000));
         Ok(())
@@ -170,12 +174,53 @@ fn bad_values_fail_naming_the_key() {
             ("RATE_LIMIT_AUTH_PER_MINUTE", "-3"),
             ("EVENT_QUEUE_CAPACITY", "0"),
             ("DAPR_HTTP_ENDPOINT", "sidecar:3500"),
+            ("TRUSTED_PROXIES", "10.0.0.0/8, proxy.internal"),
+            ("TRUSTED_PROXIES", "10.0.0.0/33"),
         ] {
             clear_env();
             jail.set_env(key, value);
             let message = load_err(None);
             assert!(message.contains(key), "{key}={value}: {message}");
         }
+        Ok(())
+    });
+}
+
+#[test]
+fn trusted_proxies_are_read_from_the_environment_and_the_file() {
+    Jail::expect_with(|jail| {
+        clear_env();
+        jail.set_env("TRUSTED_PROXIES", " 10.0.0.0/8, 192.168.1.7 ,fd00::/8 ");
+        let config = load(None).unwrap().service_config(String::new).unwrap();
+        let shown: Vec<String> = config
+            .http
+            .trusted_proxies
+            .networks()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(shown, ["10.0.0.0/8", "192.168.1.7/32", "fd00::/8"]);
+
+        clear_env();
+        jail.create_file("task.toml", "trusted_proxies = \"127.0.0.1\"\n")?;
+        let config = load(Some(Path::new("task.toml")))
+            .unwrap()
+            .service_config(String::new)
+            .unwrap();
+        assert!(
+            config
+                .http
+                .trusted_proxies
+                .is_trusted("127.0.0.1".parse().unwrap())
+        );
+
+        clear_env();
+        jail.set_env("TRUSTED_PROXIES", "10.0.0.300");
+        let message = load_err(None);
+        assert!(
+            message.contains("TRUSTED_PROXIES") && message.contains("10.0.0.300"),
+            "{message}"
+        );
         Ok(())
     });
 }

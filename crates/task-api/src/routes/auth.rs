@@ -23,10 +23,17 @@ fn user_response(user: &User) -> UserResponse {
     }
 }
 
-/// The key of the per-client-address limit: the peer IP (not a forwarded header, which anyone can set).
-fn client_key(req: &HttpRequest) -> String {
+/// The key of the per-client-address limit: the peer IP, or, when the peer is one of the configured trusted
+/// proxies, the client address it forwarded (never a header from anyone else, which any client can set).
+fn client_key(state: &AppState, req: &HttpRequest) -> String {
     req.peer_addr()
-        .map(|addr| addr.ip().to_string())
+        .map(|addr| {
+            state
+                .http
+                .trusted_proxies
+                .client_ip(addr.ip(), req.headers())
+                .to_string()
+        })
         .unwrap_or_else(|| "unknown".to_owned())
 }
 
@@ -52,7 +59,7 @@ pub async fn register(
     req: HttpRequest,
     body: web::Json<Value>,
 ) -> Result<HttpResponse, ApiError> {
-    state.auth_limiter.check(&client_key(&req))?;
+    state.auth_limiter.check(&client_key(&state, &req))?;
     let (email, password) = parse_credentials(body.into_inner())?;
     let mut details = Vec::new();
     let email = match Email::parse(&email) {
@@ -114,7 +121,7 @@ pub async fn login(
     req: HttpRequest,
     body: web::Json<Value>,
 ) -> Result<HttpResponse, ApiError> {
-    state.auth_limiter.check(&client_key(&req))?;
+    state.auth_limiter.check(&client_key(&state, &req))?;
     let (email, password) = parse_credentials(body.into_inner())?;
     let user = match Email::parse(&email) {
         Ok(email) => state.store.find_user_by_email(&email).await?,
@@ -143,7 +150,7 @@ pub async fn logout(
     state: web::Data<AppState>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    state.auth_limiter.check(&client_key(&req))?;
+    state.auth_limiter.check(&client_key(&state, &req))?;
     Ok(HttpResponse::Ok()
         .cookie(state.auth.removal_cookie())
         .json(MessageResponse {

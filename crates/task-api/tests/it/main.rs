@@ -4,6 +4,7 @@
 mod support;
 
 mod auth;
+mod client_address;
 mod errors;
 mod events;
 mod health;

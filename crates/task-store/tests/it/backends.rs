@@ -6,7 +6,9 @@ use diesel::QueryableByName;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use task_store::{Backend, DbConfig, Store, StoreError};
 
-use crate::support::{TestDb, admin_execute, logger, small_pool, test_database_url, with_database};
+use crate::support::{
+    DroppedDatabase, TestDb, admin_execute, logger, small_pool, test_database_url, with_database,
+};
 
 #[tokio::test]
 async fn an_unreachable_postgres_is_unavailable_within_the_create_timeout() {
@@ -135,6 +137,7 @@ async fn migrating_a_database_of_the_original_service_keeps_its_rows() {
     admin_execute(&admin_url, &format!("CREATE DATABASE {name}"))
         .await
         .unwrap();
+    let database = DroppedDatabase::new(&admin_url, &name);
     let url = with_database(&admin_url, &name);
     let mut conn = AsyncPgConnection::establish(&url).await.unwrap();
     // The original service's schema (no due_date, no outbox) with one user and one task.
@@ -181,12 +184,7 @@ async fn migrating_a_database_of_the_original_service_keeps_its_rows() {
         .expect("the legacy user");
     assert_eq!(user.email.as_str(), "old@example.com");
     drop(store);
-    admin_execute(
-        &admin_url,
-        &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
-    )
-    .await
-    .unwrap();
+    database.drop_now().await;
 }
 
 /// The relay runs the outbox operations on spawned tasks, so their futures must be `Send + 'static` when they own

@@ -15,15 +15,16 @@ pub(crate) fn logger() -> Logger {
     Logger::root(slog::Discard, o!())
 }
 
-/// A store on a database of its own, removed by [`TestDb::finish`].
+/// A store on a database of its own, removed by [`TestDb::finish`] or, when the test fails before that, on drop.
 pub(crate) struct TestDb {
     pub(crate) store: Store,
+    /// Declared after the store, so its pool is closed when the database is removed.
     cleanup: Cleanup,
 }
 
 enum Cleanup {
     Sqlite(TempDir),
-    Postgres { admin_url: String, name: String },
+    Postgres(DroppedDatabase),
 }
 
 impl TestDb {
@@ -55,37 +56,96 @@ impl TestDb {
         )
         .await
         .expect("create the test database");
+        let database = DroppedDatabase::new(&admin_url, &name);
         let config = small_pool(with_database(&admin_url, &name));
         let store = Store::open(&config, &logger())
             .await
             .expect("open PostgreSQL store");
         Some(Self {
             store,
-            cleanup: Cleanup::Postgres { admin_url, name },
+            cleanup: Cleanup::Postgres(database),
         })
     }
 
     /// The PostgreSQL database name, if this is one.
     pub(crate) fn postgres_name(&self) -> Option<&str> {
         match &self.cleanup {
-            Cleanup::Postgres { name, .. } => Some(name),
+            Cleanup::Postgres(database) => Some(&database.name),
             Cleanup::Sqlite(_) => None,
         }
     }
 
     /// Closes the store and removes its database (best effort).
     pub(crate) async fn finish(self) {
-        drop(self.store);
-        match self.cleanup {
+        let Self { store, cleanup } = self;
+        drop(store);
+        match cleanup {
             Cleanup::Sqlite(dir) => drop(dir),
-            Cleanup::Postgres { admin_url, name } => {
-                let _ = admin_execute(
-                    &admin_url,
-                    &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
-                )
-                .await;
-            }
+            Cleanup::Postgres(database) => database.drop_now().await,
         }
+    }
+}
+
+/// A PostgreSQL test database, dropped with `DROP DATABASE … WITH (FORCE)` (which also ends connections still
+/// open) by [`DroppedDatabase::drop_now`] or, when the test fails before that, on drop.
+pub(crate) struct DroppedDatabase {
+    admin_url: String,
+    name: String,
+    dropped: bool,
+}
+
+impl DroppedDatabase {
+    /// Takes charge of the existing database `name` on the server of `admin_url`.
+    pub(crate) fn new(admin_url: &str, name: &str) -> Self {
+        Self {
+            admin_url: admin_url.to_owned(),
+            name: name.to_owned(),
+            dropped: false,
+        }
+    }
+
+    fn statement(&self) -> String {
+        format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)
+    }
+
+    /// Drops the database now (best effort; a failure is reported on the test output).
+    pub(crate) async fn drop_now(mut self) {
+        self.dropped = true;
+        report(
+            &self.name,
+            admin_execute(&self.admin_url, &self.statement()).await,
+        );
+    }
+}
+
+impl Drop for DroppedDatabase {
+    fn drop(&mut self) {
+        if self.dropped {
+            return;
+        }
+        // Drop may run inside the test's runtime, which cannot be blocked on: use a thread and a runtime of its own.
+        let admin_url = self.admin_url.clone();
+        let sql = self.statement();
+        let res = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|err| err.to_string())?
+                .block_on(admin_execute(&admin_url, &sql))
+        })
+        .join()
+        .unwrap_or_else(|_| Err("the drop thread panicked".to_owned()));
+        report(&self.name, res);
+    }
+}
+
+#[expect(
+    clippy::print_stderr,
+    reason = "a database left behind is reported on the test output"
+)]
+fn report(name: &str, res: Result<(), String>) {
+    if let Err(err) = res {
+        eprintln!("could not drop the test database {name}: {err}");
     }
 }
 

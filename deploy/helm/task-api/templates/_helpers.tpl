@@ -161,6 +161,10 @@ ConfigMap exists, and migrating needs only the database settings).
   value: {{ .Values.config.rateLimit.authPerMinute | quote }}
 - name: RATE_LIMIT_TASKS_PER_MINUTE
   value: {{ .Values.config.rateLimit.tasksPerMinute | quote }}
+{{- with .Values.config.trustedProxies }}
+- name: TRUSTED_PROXIES
+  value: {{ join "," . | quote }}
+{{- end }}
 - name: SHUTDOWN_TIMEOUT_SECONDS
   value: {{ .Values.config.shutdownTimeoutSeconds | quote }}
 - name: DAPR_ENABLED

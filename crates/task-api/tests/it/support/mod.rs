@@ -1,5 +1,6 @@
 //! `TestApp`: a fresh database (SQLite always, PostgreSQL when `TEST_DATABASE_URL` is set), the service in
 //! process, and a publisher: the in-memory fake, or the real dispatcher / outbox relay against a test sidecar.
+//! The database is removed when the app is dropped, also when the test fails.
 
 pub(crate) mod sidecar;
 
@@ -15,6 +16,7 @@ use task_api::config::{
     AuthConfig, CookieSameSite, EventDelivery, EventsConfig, HttpConfig, Secret,
 };
 use task_api::publisher::{EventPublisher, MemoryPublisher};
+use task_api::rate_limit::TrustedProxies;
 use task_api::service::Delivery;
 use task_api::state::AppState;
 use task_api::{Background, Built, ServiceConfig};
@@ -64,8 +66,11 @@ impl Backend {
     }
 }
 
-/// A fresh database for one test.
-pub(crate) async fn fresh_database(backend: Backend) -> DbConfig {
+/// The prefix of the per-test PostgreSQL databases.
+const TEST_DB_PREFIX: &str = "task_api_test_";
+
+/// A fresh database for one test, removed when the returned guard is dropped.
+pub(crate) async fn fresh_database(backend: Backend) -> (DbConfig, TestDatabase) {
     match backend {
         Backend::Sqlite => {
             let dir = std::env::temp_dir().join("task-api-tests");
@@ -73,19 +78,19 @@ pub(crate) async fn fresh_database(backend: Backend) -> DbConfig {
             let path = dir.join(format!("{}.db", Uuid::new_v4()));
             let mut config = DbConfig::with_url(format!("sqlite://{}", path.display()));
             config.pool_size = 4;
-            config
+            (config, TestDatabase::Sqlite(path))
         }
         Backend::Postgres => {
-            use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
             let admin_url = std::env::var("TEST_DATABASE_URL").expect("TEST_DATABASE_URL");
-            let name = format!("task_api_test_{}", Uuid::new_v4().simple());
-            let mut conn = AsyncPgConnection::establish(&admin_url)
+            let name = format!("{TEST_DB_PREFIX}{}", Uuid::new_v4().simple());
+            admin_execute(&admin_url, &format!("CREATE DATABASE {name}"))
                 .await
-                .expect("connect to TEST_DATABASE_URL");
-            diesel::sql_query(format!("CREATE DATABASE {name}"))
-                .execute(&mut conn)
-                .await
-                .expect("create database");
+                .expect("create the test database");
+            // From here on the guard drops the database, also when migrating fails.
+            let guard = TestDatabase::Postgres {
+                admin_url: admin_url.clone(),
+                name: name.clone(),
+            };
             let (base, _) = admin_url
                 .rsplit_once('/')
                 .expect("a database URL with a path");
@@ -94,7 +99,71 @@ pub(crate) async fn fresh_database(backend: Backend) -> DbConfig {
             task_store::run_pending(&config, &logger())
                 .await
                 .expect("migrate the test database");
-            config
+            (config, guard)
+        }
+    }
+}
+
+/// Runs one statement on a connection of its own to `admin_url`.
+async fn admin_execute(admin_url: &str, sql: &str) -> Result<(), String> {
+    use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+    let mut conn = AsyncPgConnection::establish(admin_url)
+        .await
+        .map_err(|err| err.to_string())?;
+    diesel::sql_query(sql)
+        .execute(&mut conn)
+        .await
+        .map_err(|err| err.to_string())?;
+    Ok(())
+}
+
+/// A test's database, removed on drop (best effort): the SQLite file, or the PostgreSQL database with
+/// `DROP DATABASE … WITH (FORCE)`, which also ends the connections still open in the app's pool.
+#[derive(Debug)]
+pub(crate) enum TestDatabase {
+    /// The SQLite file (and its `-wal`/`-shm` companions).
+    Sqlite(std::path::PathBuf),
+    /// The PostgreSQL database `name`, dropped through `admin_url`.
+    Postgres {
+        /// `TEST_DATABASE_URL`.
+        admin_url: String,
+        /// The database name.
+        name: String,
+    },
+}
+
+impl Drop for TestDatabase {
+    #[expect(
+        clippy::print_stderr,
+        reason = "a database left behind is reported on the test output"
+    )]
+    fn drop(&mut self) {
+        match self {
+            TestDatabase::Sqlite(path) => {
+                for suffix in ["", "-wal", "-shm", "-journal"] {
+                    let mut file = path.clone().into_os_string();
+                    file.push(suffix);
+                    let _ = std::fs::remove_file(file);
+                }
+            }
+            TestDatabase::Postgres { admin_url, name } => {
+                // Drop runs inside the test's runtime, which cannot be blocked on: use a thread and a runtime
+                // of its own.
+                let admin_url = admin_url.clone();
+                let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+                let res = std::thread::spawn(move || {
+                    tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .map_err(|err| err.to_string())?
+                        .block_on(admin_execute(&admin_url, &sql))
+                })
+                .join()
+                .unwrap_or_else(|_| Err("the drop thread panicked".to_owned()));
+                if let Err(err) = res {
+                    eprintln!("could not drop the test database {name}: {err}");
+                }
+            }
         }
     }
 }
@@ -121,6 +190,8 @@ pub(crate) struct Options {
     pub(crate) auth_per_minute: u32,
     /// Task requests per minute per user (0: off).
     pub(crate) tasks_per_minute: u32,
+    /// The proxies whose `X-Forwarded-For` is believed (none by default).
+    pub(crate) trusted_proxies: TrustedProxies,
     /// The per-publish deadline.
     pub(crate) publish_timeout: Duration,
     /// Failed attempts before an outbox row is moved aside.
@@ -135,6 +206,7 @@ impl Options {
             publishing: Publishing::Memory,
             auth_per_minute: 0,
             tasks_per_minute: 0,
+            trusted_proxies: TrustedProxies::default(),
             publish_timeout: Duration::from_millis(500),
             outbox_max_attempts: 20,
         }
@@ -160,6 +232,8 @@ pub(crate) struct TestApp {
     /// The fake publisher (records nothing unless `Publishing::Memory`).
     pub(crate) memory: MemoryPublisher,
     background: Option<Background>,
+    /// Dropped after the fields above, so the pool is closed (or at least unused) when the database goes.
+    _database: TestDatabase,
 }
 
 /// A registered user: id and token.
@@ -219,7 +293,7 @@ impl TestApp {
     /// A test app with `options`.
     pub(crate) async fn with(options: Options) -> Self {
         let log = logger();
-        let db = fresh_database(options.backend).await;
+        let (db, database) = fresh_database(options.backend).await;
         let store = Store::open(&db, &log).await.expect("open the test store");
         let mut events = EventsConfig {
             publish_timeout: options.publish_timeout,
@@ -257,6 +331,7 @@ impl TestApp {
                 frontend_url: Some("http://localhost:3000".to_owned()),
                 rate_limit_auth_per_minute: options.auth_per_minute,
                 rate_limit_tasks_per_minute: options.tasks_per_minute,
+                trusted_proxies: options.trusted_proxies.clone(),
                 ..HttpConfig::default()
             },
             auth: AuthConfig {
@@ -272,6 +347,7 @@ impl TestApp {
             state,
             memory,
             background,
+            _database: database,
         }
     }
 
