@@ -25,7 +25,7 @@
 //! | `EVENT_QUEUE_CAPACITY` | `1000` | in-memory queue size of fire-and-forget |
 //! | `EVENT_SOURCE` | `pakaura/api` | CloudEvents `source` |
 //! | `TOPIC_TASK_EVENTS` / `TOPIC_TASK_UPDATES` / `TOPIC_REMINDERS` | `task-events` / `task-updates` / `reminders` | topics |
-//! | `OUTBOX_MAX_ATTEMPTS` | `20` | failed publishes before an outbox row is moved aside |
+//! | `OUTBOX_MAX_ATTEMPTS` | `20` | rejections (4xx) of one event before its outbox row is moved aside; outages are retried without limit |
 //! | `OUTBOX_BATCH_SIZE` | `100` | rows the relay claims per round |
 //! | `OUTBOX_POLL_INTERVAL_MS` | `500` | relay polling interval |
 //! | `LOG_FORMAT` | `pretty` | `json` or `pretty` |

@@ -121,7 +121,8 @@ pub struct OutboxConfig {
     pub batch_size: u32,
     /// How often the relay looks for due rows when nothing wakes it.
     pub poll_interval: Duration,
-    /// Failed attempts after which a row is moved aside.
+    /// Rejections of one event (4xx answers other than 408 and 429) after which its row is moved aside; outages
+    /// (no connection, timeout, 5xx) never count.
     pub max_attempts: u32,
     /// The first retry delay; doubled per attempt up to `max_backoff`.
     pub base_backoff: Duration,
