@@ -58,6 +58,31 @@ impl BulkEntry {
         Ok(entry)
     }
 
+    /// A structured CloudEvent that is already serialized (for example one stored in an outbox), sent as
+    /// `application/cloudevents+json` byte for byte. `json` must be a JSON value; it is not parsed further.
+    ///
+    /// ```
+    /// use dapr_pubsub_client::BulkEntry;
+    ///
+    /// let stored = r#"{"specversion":"1.0","id":"e-1","source":"s","type":"t"}"#;
+    /// let entry = BulkEntry::cloud_event_json("e-1", stored)?;
+    /// assert_eq!(entry.event_json(), stored);
+    /// assert!(BulkEntry::cloud_event_json("e-2", "not json").is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn cloud_event_json(
+        entry_id: impl Into<String>,
+        json: impl Into<String>,
+    ) -> Result<Self, PublishError> {
+        Ok(Self {
+            entry_id: entry_id.into(),
+            event: RawValue::from_string(json.into())
+                .map_err(|source| PublishError::Serialize { source })?,
+            content_type: cloudevents_model::CONTENT_TYPE.to_owned(),
+            metadata: BTreeMap::new(),
+        })
+    }
+
     /// Any serializable value as `application/json` (Dapr wraps it in a CloudEvent).
     pub fn json<T: Serialize + ?Sized>(
         entry_id: impl Into<String>,

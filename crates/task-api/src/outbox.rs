@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use dapr_pubsub_client::{PubSubClient, PublishError, PublishOptions};
+use dapr_pubsub_client::{BulkEntry, PubSubClient, PublishError, PublishOptions};
 use futures_util::future::join_all;
 use slog::{Logger, debug, error, info, o, warn};
 use task_store::{FailureOutcome, OutboxMessage, Store};
@@ -248,8 +248,9 @@ impl OutboxRelay {
         round
     }
 
-    /// Publishes the rows of one partition key in order; stops at the first failure (recording it: the
-    /// failed row's retry time then holds the key, so the rows after it wait without being touched) or when
+    /// Publishes the rows of one partition key in order, a [`bulk_groups`] group at a time (one bulk request
+    /// per group of two or more, a single publish otherwise); stops at the first failure (recording it: the
+    /// failed row's retry time then holds the key, so the rows after it wait untouched) or once
     /// `publish_until` has passed. Returns the ids delivered.
     async fn publish_in_order(
         &self,
@@ -257,44 +258,113 @@ impl OutboxRelay {
         publish_until: Instant,
     ) -> Vec<Uuid> {
         let mut delivered = Vec::with_capacity(rows.len());
-        for row in rows {
+        for group in bulk_groups(rows) {
             if Instant::now() >= publish_until {
                 // Only the key's first row is leased: the rest simply stay pending for the next claim.
                 break;
             }
-            let mut options = PublishOptions::new()
-                .with_partition_key(row.partition_key.clone())
-                .with_timeout(self.publish_timeout);
-            if let Some(traceparent) = &row.traceparent {
-                options = options.with_traceparent(traceparent.clone());
-            }
-            let res = self
-                .client
-                .publish_bytes(
-                    &self.pubsub,
-                    &row.topic,
-                    cloudevents_model::CONTENT_TYPE,
-                    row.payload.clone(),
-                    &options,
-                )
-                .await;
-            match res {
-                Ok(()) => {
-                    self.counters.published.fetch_add(1, Ordering::Relaxed);
-                    debug!(self.log, "published outbox event {}", row.id; "event_id" => %row.id,
-                        "topic" => &row.topic, "attempts" => row.attempts);
-                    delivered.push(row.id);
-                }
-                Err(err) => {
-                    self.counters
-                        .failed_attempts
-                        .fetch_add(1, Ordering::Relaxed);
-                    self.record_failure(&row, &err).await;
-                    break;
-                }
+            let (accepted, failure) = match group.as_slice() {
+                [row] => self.publish_one(row).await,
+                _ => self.publish_bulk(&group).await,
+            };
+            self.counters
+                .published
+                .fetch_add(accepted.len() as u64, Ordering::Relaxed);
+            delivered.extend(accepted);
+            if let Some((row, failure)) = failure {
+                self.counters
+                    .failed_attempts
+                    .fetch_add(1, Ordering::Relaxed);
+                self.record_failure(row, failure).await;
+                break;
             }
         }
         delivered
+    }
+
+    fn publish_options(&self, row: &OutboxMessage) -> PublishOptions {
+        let mut options = PublishOptions::new()
+            .with_partition_key(row.partition_key.clone())
+            .with_timeout(self.publish_timeout);
+        if let Some(traceparent) = &row.traceparent {
+            options = options.with_traceparent(traceparent.clone());
+        }
+        options
+    }
+
+    async fn publish_one<'r>(
+        &self,
+        row: &'r OutboxMessage,
+    ) -> (Vec<Uuid>, Option<(&'r OutboxMessage, Failure)>) {
+        let res = self
+            .client
+            .publish_bytes(
+                &self.pubsub,
+                &row.topic,
+                cloudevents_model::CONTENT_TYPE,
+                row.payload.clone(),
+                &self.publish_options(row),
+            )
+            .await;
+        match res {
+            Ok(()) => {
+                debug!(self.log, "published outbox event {}", row.id; "event_id" => %row.id,
+                    "topic" => &row.topic, "attempts" => row.attempts);
+                (vec![row.id], None)
+            }
+            Err(err) => (Vec::new(), Some((row, Failure::from_error(&err)))),
+        }
+    }
+
+    /// One bulk request for `group` (one topic, one partition key, one traceparent). Delivered are the rows
+    /// before the first entry the sidecar reports as failed: the rows after it are sent again later, even if
+    /// they were published, so that a retried event never lands behind its successors for good.
+    async fn publish_bulk<'r>(
+        &self,
+        group: &'r [OutboxMessage],
+    ) -> (Vec<Uuid>, Option<(&'r OutboxMessage, Failure)>) {
+        let first = &group[0];
+        let entries: Result<Vec<BulkEntry>, PublishError> = group
+            .iter()
+            .map(|row| {
+                BulkEntry::cloud_event_json(row.id.to_string(), row.payload.clone())
+                    .map(|entry| entry.with_partition_key(row.partition_key.clone()))
+            })
+            .collect();
+        let outcome = match entries {
+            Ok(entries) => {
+                self.client
+                    .bulk_publish(
+                        &self.pubsub,
+                        &first.topic,
+                        &entries,
+                        &self.publish_options(first),
+                    )
+                    .await
+            }
+            Err(err) => Err(err),
+        };
+        let outcome = match outcome {
+            Ok(outcome) => outcome,
+            Err(err) => return (Vec::new(), Some((first, Failure::from_error(&err)))),
+        };
+        let all_failed = outcome.failed_entries().len() >= group.len();
+        let mut delivered = Vec::with_capacity(group.len());
+        for row in group {
+            if let Some(error) = outcome.error_for(&row.id.to_string()) {
+                // Every entry failing is the broker failing (an outage); only some failing is about them.
+                let failure = Failure {
+                    message: format!("bulk publish entry failed ({}): {error}", outcome.status()),
+                    rejection: !all_failed,
+                    outage_io: false,
+                };
+                return (delivered, Some((row, failure)));
+            }
+            delivered.push(row.id);
+        }
+        debug!(self.log, "published {} outbox events in one bulk request", group.len();
+            "topic" => &first.topic, "first_event_id" => %first.id);
+        (delivered, None)
     }
 
     fn backoff(&self, attempts: u32) -> Duration {
@@ -305,14 +375,14 @@ impl OutboxRelay {
             .min(self.config.max_backoff)
     }
 
-    async fn record_failure(&self, row: &OutboxMessage, err: &PublishError) {
+    async fn record_failure(&self, row: &OutboxMessage, failure: Failure) {
         let now = OffsetDateTime::now_utc();
         let retry_at = now + self.backoff(row.attempts);
-        let message = ErrorChain(err).to_string();
+        let message = failure.message;
         // Only an answer about the event itself counts towards moving it aside: a sidecar or broker that is
         // down (no connection, timeout, 5xx: Dapr answers 500 when Kafka is unreachable) is retried for as
         // long as the outage lasts, so an outage of any length loses nothing.
-        let max_attempts = if is_rejection(err) {
+        let max_attempts = if failure.rejection {
             self.config.max_attempts
         } else {
             u32::MAX
@@ -328,7 +398,7 @@ impl OutboxRelay {
                 error!(self.log, "outbox event {} moved aside after {} attempts", row.id, attempts;
                     "event_id" => %row.id, "topic" => &row.topic, "attempts" => attempts, "error" => &message);
             }
-            Ok(_) if err.is_connect() || err.is_timeout() => {
+            Ok(_) if failure.outage_io => {
                 warn!(self.log, "outbox publish of {} failed, will retry", row.id; "event_id" => %row.id,
                     "topic" => &row.topic, "attempts" => attempts, "error" => &message);
             }
@@ -344,9 +414,145 @@ impl OutboxRelay {
     }
 }
 
-/// Whether the sidecar refused the event itself (a 4xx answer other than 408 Request Timeout and 429 Too Many
-/// Requests), as opposed to being unreachable, slow or failing on its side.
-fn is_rejection(err: &PublishError) -> bool {
-    err.status()
-        .is_some_and(|status| matches!(status.as_u16(), 400..=499 if !matches!(status.as_u16(), 408 | 429)))
+/// Why a publish of an outbox row failed, as the relay settles it.
+#[derive(Debug)]
+struct Failure {
+    /// The error chain, stored as the row's `last_error`.
+    message: String,
+    /// The sidecar refused the event itself (see [`Failure::from_error`]): counts towards moving it aside.
+    rejection: bool,
+    /// No connection or no answer in time: logged as a warning, not an error.
+    outage_io: bool,
+}
+
+impl Failure {
+    /// A rejection is a 4xx answer other than 408 Request Timeout and 429 Too Many Requests; anything else
+    /// (unreachable, slow, or failing on the sidecar's side) is an outage.
+    fn from_error(err: &PublishError) -> Self {
+        Self {
+            message: ErrorChain(err).to_string(),
+            rejection: err.status().is_some_and(|status| {
+                matches!(status.as_u16(), 400..=499 if !matches!(status.as_u16(), 408 | 429))
+            }),
+            outage_io: err.is_connect() || err.is_timeout(),
+        }
+    }
+}
+
+/// Splits one partition key's rows (in `seq` order) into the groups the relay publishes, in the order of
+/// their first row: rows of the same topic and `traceparent` (a bulk request carries one, and the SPEC wants
+/// each event sent with its request's), at most [`MAX_BULK_ENTRIES`] rows and about [`MAX_BULK_BYTES`] of
+/// payload each. Kafka keeps order per topic and partition, and each group keeps its rows' order.
+fn bulk_groups(rows: Vec<OutboxMessage>) -> Vec<Vec<OutboxMessage>> {
+    let mut groups: Vec<Vec<OutboxMessage>> = Vec::new();
+    // For each open group: its topic, traceparent and payload bytes so far.
+    let mut open: Vec<(String, Option<String>, usize)> = Vec::new();
+    for row in rows {
+        let fits = |(topic, traceparent, bytes): &(String, Option<String>, usize), len: usize| {
+            *topic == row.topic
+                && *traceparent == row.traceparent
+                && bytes + row.payload.len() <= MAX_BULK_BYTES
+                && len < MAX_BULK_ENTRIES
+        };
+        // Only the newest group of a topic may grow: an older one is full, and joining it would overtake.
+        let index = open
+            .iter()
+            .rposition(|(topic, _, _)| *topic == row.topic)
+            .filter(|&index| fits(&open[index], groups[index].len()));
+        match index {
+            Some(index) => {
+                open[index].2 += row.payload.len();
+                groups[index].push(row);
+            }
+            None => {
+                open.push((
+                    row.topic.clone(),
+                    row.traceparent.clone(),
+                    row.payload.len(),
+                ));
+                groups.push(vec![row]);
+            }
+        }
+    }
+    groups
+}
+
+/// The most rows in one bulk request.
+const MAX_BULK_ENTRIES: usize = 100;
+
+/// The most payload bytes in one bulk request (daprd refuses request bodies over 4 MiB by default).
+const MAX_BULK_BYTES: usize = 1024 * 1024;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(seq: i64, topic: &str, traceparent: Option<&str>, payload_len: usize) -> OutboxMessage {
+        let now = OffsetDateTime::now_utc();
+        OutboxMessage {
+            id: Uuid::new_v4(),
+            seq,
+            topic: topic.to_owned(),
+            partition_key: "user".to_owned(),
+            payload: "x".repeat(payload_len),
+            attempts: 0,
+            next_attempt_at: now,
+            claimed_until: None,
+            last_error: None,
+            failed_at: None,
+            created_at: now,
+            traceparent: traceparent.map(str::to_owned),
+        }
+    }
+
+    fn seqs(groups: &[Vec<OutboxMessage>]) -> Vec<Vec<i64>> {
+        groups
+            .iter()
+            .map(|group| group.iter().map(|row| row.seq).collect())
+            .collect()
+    }
+
+    #[test]
+    fn rows_group_by_topic_in_order_of_their_first_row() {
+        let rows = vec![
+            row(1, "a", None, 10),
+            row(2, "b", None, 10),
+            row(3, "a", None, 10),
+            row(4, "c", None, 10),
+            row(5, "b", None, 10),
+        ];
+        assert_eq!(seqs(&bulk_groups(rows)), [vec![1, 3], vec![2, 5], vec![4]]);
+    }
+
+    #[test]
+    fn a_different_traceparent_starts_a_group_that_later_rows_cannot_skip() {
+        let rows = vec![
+            row(1, "a", Some("t1"), 10),
+            row(2, "a", Some("t2"), 10),
+            row(3, "a", Some("t1"), 10),
+            row(4, "a", Some("t1"), 10),
+        ];
+        assert_eq!(
+            seqs(&bulk_groups(rows)),
+            [vec![1], vec![2], vec![3, 4]],
+            "3 may not join 1's group: it would overtake 2"
+        );
+    }
+
+    #[test]
+    fn groups_are_capped_by_entries_and_bytes() {
+        let many: Vec<OutboxMessage> = (0..(MAX_BULK_ENTRIES as i64 + 5))
+            .map(|seq| row(seq, "a", None, 10))
+            .collect();
+        let sizes: Vec<usize> = bulk_groups(many).iter().map(Vec::len).collect();
+        assert_eq!(sizes, [MAX_BULK_ENTRIES, 5]);
+
+        let big = MAX_BULK_BYTES / 2 + 1;
+        let large = vec![
+            row(1, "a", None, big),
+            row(2, "a", None, big),
+            row(3, "a", None, 10),
+        ];
+        assert_eq!(seqs(&bulk_groups(large)), [vec![1], vec![2, 3]]);
+    }
 }

@@ -1,5 +1,5 @@
-//! An in-test Dapr sidecar: an HTTP server that records every publish request and answers as told (204, 500,
-//! or never).
+//! An in-test Dapr sidecar: an HTTP server that records every published event, from single and bulk publish
+//! requests alike, and answers as told (204, 500, 403, or never), the way daprd does.
 
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
@@ -21,7 +21,8 @@ pub(crate) enum Mode {
     Hang,
 }
 
-/// One publish request as received.
+/// One published event as received: a single publish request, or one entry of a bulk request (then the
+/// headers are the request's, the content type and partition key the entry's).
 #[derive(Debug, Clone)]
 pub(crate) struct Received {
     /// The pubsub component.
@@ -36,8 +37,10 @@ pub(crate) struct Received {
     pub(crate) traceparent: Option<String>,
     /// The `dapr-api-token` header.
     pub(crate) api_token: Option<String>,
-    /// The body as JSON.
+    /// The event as JSON.
     pub(crate) body: Value,
+    /// Whether it came in a bulk publish request.
+    pub(crate) bulk: bool,
 }
 
 #[derive(Debug)]
@@ -73,25 +76,58 @@ async fn publish(
             .map(str::to_owned)
     };
     let segments: Vec<&str> = req.path().trim_start_matches('/').split('/').collect();
-    let (pubsub, topic) = match segments.as_slice() {
-        ["v1.0", "publish", pubsub, topic] => ((*pubsub).to_owned(), (*topic).to_owned()),
-        _ => (String::new(), String::new()),
+    let (pubsub, topic, bulk) = match segments.as_slice() {
+        ["v1.0", "publish", pubsub, topic] => ((*pubsub).to_owned(), (*topic).to_owned(), false),
+        ["v1.0-alpha1", "publish", "bulk", pubsub, topic] => {
+            ((*pubsub).to_owned(), (*topic).to_owned(), true)
+        }
+        _ => (String::new(), String::new(), false),
     };
     let mode = *shared.mode.lock().unwrap();
     if mode == Mode::Hang {
         tokio::time::sleep(Duration::from_secs(3600)).await;
     }
-    shared.received.lock().unwrap().push(Received {
-        pubsub,
-        topic,
-        partition_key: query_value(req.query_string(), "metadata.partitionKey"),
-        content_type: header("content-type"),
-        traceparent: header("traceparent"),
-        api_token: header("dapr-api-token"),
-        body: serde_json::from_slice(&body).unwrap_or(Value::Null),
-    });
+    let partition_key = query_value(req.query_string(), "metadata.partitionKey");
+    let received =
+        |body: Value, content_type: Option<String>, partition_key: Option<String>| Received {
+            pubsub: pubsub.clone(),
+            topic: topic.clone(),
+            partition_key,
+            content_type,
+            traceparent: header("traceparent"),
+            api_token: header("dapr-api-token"),
+            body,
+            bulk,
+        };
+    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let mut entry_ids = Vec::new();
+    if bulk {
+        // `[{"entryId", "event", "contentType", "metadata": {"partitionKey"}}]`
+        let entries = body.as_array().cloned().unwrap_or_default();
+        let mut got = shared.received.lock().unwrap();
+        for entry in entries {
+            let text = |value: &Value| value.as_str().map(str::to_owned);
+            entry_ids.push(entry["entryId"].clone());
+            got.push(received(
+                entry["event"].clone(),
+                text(&entry["contentType"]),
+                text(&entry["metadata"]["partitionKey"]).or_else(|| partition_key.clone()),
+            ));
+        }
+    } else {
+        let got = received(body, header("content-type"), partition_key);
+        shared.received.lock().unwrap().push(got);
+    }
     match mode {
         Mode::Accept | Mode::Hang => HttpResponse::NoContent().finish(),
+        // daprd lists every failed entry of a bulk request (all of them when the broker is down).
+        Mode::Fail if bulk => HttpResponse::InternalServerError().json(serde_json::json!({
+            "failedEntries": entry_ids
+                .iter()
+                .map(|id| serde_json::json!({"entryId": id, "error": "broker down"}))
+                .collect::<Vec<_>>(),
+            "errorCode": "ERR_PUBSUB_PUBLISH_MESSAGE",
+        })),
         Mode::Fail => HttpResponse::InternalServerError()
             .json(serde_json::json!({"errorCode": "ERR_PUBSUB_PUBLISH_MESSAGE", "message": "broker down"})),
         Mode::Reject => HttpResponse::Forbidden()
