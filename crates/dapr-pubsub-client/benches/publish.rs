@@ -7,7 +7,9 @@
 //!
 //! Knobs (environment): `BENCH_ROUNDS` (9), `BENCH_SEQUENTIAL` (1000 requests per round),
 //! `BENCH_CONCURRENT` (10000 requests per round), `BENCH_CONCURRENCY` (16),
-//! `BENCH_DISPATCH_EVENTS` (10000), `BENCH_WORKERS` (2 runtime threads).
+//! `BENCH_DISPATCH_EVENTS` (10000), `BENCH_WORKERS` (2 runtime threads), `BENCH_PACED_RATE`
+//! (4000 events/s) and `BENCH_PACED_MS` (2000) for the paced batching comparison,
+//! `BENCH_ONLY=batching` to run only the batching comparisons.
 //! With `PAKAURA_DAPR_HTTP_ENDPOINT` set, the same comparisons also run against that daprd
 //! (pubsub `pubsub-kafka`, topic `task-events`), and with `PAKAURA_DAPR_GRPC_ENDPOINT` the
 //! `dapr` crate is measured against its gRPC port.
@@ -91,8 +93,13 @@ fn main() {
         let sink = spawn_sink().await;
         let base = format!("http://{sink}");
         println!("## local no-op sink ({base})\n");
-        compare(&settings, &base, None).await;
-        dispatcher_rate(&settings, &base).await;
+        let only_batching = std::env::var("BENCH_ONLY").is_ok_and(|v| v == "batching");
+        if !only_batching {
+            compare(&settings, &base, None).await;
+            dispatcher_rate(&settings, &base).await;
+        }
+        batching_burst(&base, settings.dispatch_events, settings.rounds.min(5)).await;
+        batching_paced(&settings, &base).await;
 
         match std::env::var("PAKAURA_DAPR_HTTP_ENDPOINT")
             .ok()
@@ -106,7 +113,16 @@ fn main() {
                 if grpc.is_none() {
                     println!("(dapr crate skipped: PAKAURA_DAPR_GRPC_ENDPOINT is not set)\n");
                 }
-                compare(&settings, endpoint.trim_end_matches('/'), grpc).await;
+                if !only_batching {
+                    compare(&settings, endpoint.trim_end_matches('/'), grpc).await;
+                }
+                // Kafka acknowledgements make daprd slow per request: fewer events, two rounds.
+                batching_burst(
+                    endpoint.trim_end_matches('/'),
+                    settings.dispatch_events.min(2000),
+                    settings.rounds.min(2),
+                )
+                .await;
             }
             None => println!(
                 "\nreal daprd and dapr crate runs skipped: PAKAURA_DAPR_HTTP_ENDPOINT is not set"
@@ -115,7 +131,8 @@ fn main() {
     });
 }
 
-/// A hyper HTTP/1 server that reads each request body and answers 204.
+/// A hyper HTTP/1 server that reads each request body and answers 204 (also to bulk publish
+/// requests, as daprd does when every entry was published).
 async fn spawn_sink() -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -507,5 +524,263 @@ async fn dispatcher_rate(settings: &Settings, base: &str) {
             elapsed.as_secs_f64() * 1e3,
             settings.dispatch_events as f64 / elapsed.as_secs_f64(),
         );
+    }
+}
+
+/// CPU time used by this process so far (user + system, all threads), from `/proc/self/stat`
+/// (clock ticks of 10 ms); `None` off Linux.
+fn process_cpu() -> Option<Duration> {
+    cpu_of("/proc/self/stat")
+}
+
+/// CPU time used by the calling thread so far, like [`process_cpu`].
+fn thread_cpu() -> Option<Duration> {
+    cpu_of("/proc/thread-self/stat")
+}
+
+fn cpu_of(path: &str) -> Option<Duration> {
+    let stat = std::fs::read_to_string(path).ok()?;
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split(' ').collect();
+    // utime and stime are fields 14 and 15 of the whole line, 12 and 13 after the name.
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(Duration::from_millis(ticks * 10))
+}
+
+/// What one dispatcher run cost.
+#[derive(Clone, Copy)]
+struct BatchRun {
+    elapsed: Duration,
+    /// CPU of the process minus the submitting thread: dispatcher, client and sink.
+    cpu: Option<Duration>,
+    requests: u64,
+    bulk_requests: u64,
+    bulk_entries: u64,
+}
+
+/// Submits `events` from another thread (paced at `rate` events/s, or as fast as possible when
+/// `rate` is 0), `keys` partition keys, and waits for the queue to drain.
+async fn batch_run(
+    base: &str,
+    config: DispatcherConfig,
+    events: usize,
+    keys: usize,
+    rate: usize,
+) -> BatchRun {
+    let dispatcher = Dispatcher::spawn(client(base), config.with_queue_capacity(events + 1), None);
+    let cpu_before = process_cpu();
+    let started = Instant::now();
+    let submitter = {
+        let dispatcher = dispatcher.clone();
+        std::thread::spawn(move || {
+            let events_list = events_for_keys(keys);
+            let cpu_at_start = thread_cpu();
+            for i in 0..events {
+                if rate > 0 {
+                    // Paced: event i is due at i / rate seconds.
+                    let due = Duration::from_secs_f64(i as f64 / rate as f64);
+                    if let Some(wait) = due.checked_sub(started.elapsed()) {
+                        std::thread::sleep(wait);
+                    }
+                }
+                let event = &events_list[i % events_list.len()];
+                dispatcher
+                    .submit(PUBSUB, topic(), event, PublishOptions::new())
+                    .expect("room in the queue");
+            }
+            thread_cpu()
+                .zip(cpu_at_start)
+                .map(|(end, start)| end.saturating_sub(start))
+        })
+    };
+    let submit_cpu = tokio::task::spawn_blocking(move || submitter.join().expect("submitter"))
+        .await
+        .expect("join");
+    let report = dispatcher.shutdown(Duration::from_secs(600)).await;
+    let elapsed = started.elapsed();
+    assert!(report.is_complete(), "everything delivered");
+    assert_eq!(report.metrics.published as usize, events);
+    BatchRun {
+        elapsed,
+        cpu: process_cpu()
+            .zip(cpu_before)
+            .zip(submit_cpu)
+            .map(|((after, before), submit)| after.saturating_sub(before).saturating_sub(submit)),
+        // HTTP requests: one per event published alone (no retries happen against a sink that
+        // always answers 204), plus the bulk requests.
+        requests: report.metrics.published - report.metrics.bulk_entries
+            + report.metrics.bulk_requests,
+        bulk_requests: report.metrics.bulk_requests,
+        bulk_entries: report.metrics.bulk_entries,
+    }
+}
+
+/// 64 events spread over `keys` partition keys (`user-0` … ), built once per run.
+fn events_for_keys(keys: usize) -> Vec<CloudEvent> {
+    (0..64)
+        .map(|i| {
+            let key = format!("user-{}", i % keys.max(1));
+            CloudEvent::builder(format!("bench-{i}"), "pakaura/api", "task.created")
+                .subject(format!("task-{i}"))
+                .json_data(&serde_json::json!({
+                    "task_id": format!("task-{i}"),
+                    "user_id": key,
+                    "action": "created",
+                    "title": "benchmark the publisher",
+                    "completed": false,
+                    "timestamp": "2026-01-01T00:00:00Z",
+                }))
+                .extension("partitionkey", key)
+                .build()
+                .expect("a valid event")
+        })
+        .collect()
+}
+
+/// Events per HTTP request (single and bulk requests together), and the mean size of the bulk
+/// requests alone.
+fn per_request(run: &BatchRun, events: usize) -> String {
+    let requests = run.requests.max(1) as f64;
+    if run.bulk_requests == 0 {
+        format!("{:.2} | –", events as f64 / requests)
+    } else {
+        format!(
+            "{:.2} | {:.1}",
+            events as f64 / requests,
+            run.bulk_entries as f64 / run.bulk_requests as f64
+        )
+    }
+}
+
+/// Burst: every event submitted at once (64 keys, 8 lanes); unbatched and batched runs
+/// interleaved round by round, best round of each.
+async fn batching_burst(base: &str, events: usize, rounds: usize) {
+    let variants = [
+        (
+            "unbatched (max_batch 1)",
+            DispatcherConfig::new().with_concurrency(8),
+        ),
+        (
+            "batched (max_batch 32)",
+            DispatcherConfig::new()
+                .with_concurrency(8)
+                .with_max_batch(32),
+        ),
+    ];
+    let mut runs: Vec<Vec<BatchRun>> = vec![Vec::new(); variants.len()];
+    for round in 0..rounds.max(1) {
+        for offset in 0..variants.len() {
+            let index = (round + offset) % variants.len();
+            runs[index].push(batch_run(base, variants[index].1.clone(), events, 64, 0).await);
+        }
+    }
+    let best_runs: Vec<BatchRun> = runs
+        .into_iter()
+        .map(|r| best(r, |run| -run.elapsed.as_secs_f64()))
+        .collect();
+    let base_rate = events as f64 / best_runs[0].elapsed.as_secs_f64();
+    println!(
+        "\n### dispatcher batching, burst ({events} events submitted at once, 64 keys, 8 lanes, {base})\n"
+    );
+    println!(
+        "| variant | drained in | events/s | vs unbatched | requests | events per request | mean bulk batch |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    for ((name, _), run) in variants.iter().zip(&best_runs) {
+        let rate = events as f64 / run.elapsed.as_secs_f64();
+        println!(
+            "| {name} | {:.0} ms | {rate:.0} | {:.2}× | {} | {} |",
+            run.elapsed.as_secs_f64() * 1e3,
+            rate / base_rate,
+            run.requests,
+            per_request(run, events),
+        );
+    }
+}
+
+/// Paced: events submitted at a steady rate (like a web server's), for one key (all on one lane,
+/// as in the load benchmark's one user) and for 64 keys; CPU time of delivery (dispatcher,
+/// client and the in-process sink standing in for the sidecar: the process minus the submitting
+/// thread) per 1000 events.
+async fn batching_paced(settings: &Settings, base: &str) {
+    let rate = env_usize("BENCH_PACED_RATE", 4000).max(1);
+    let millis = env_usize(
+        "BENCH_PACED_MS",
+        if settings.rounds > 1 { 2000 } else { 100 },
+    )
+    .max(1);
+    let events = (rate * millis / 1000).max(1);
+    let variants = [
+        (
+            "unbatched (max_batch 1)",
+            DispatcherConfig::new().with_concurrency(8),
+        ),
+        (
+            "max_batch 32, linger 0",
+            DispatcherConfig::new()
+                .with_concurrency(8)
+                .with_max_batch(32),
+        ),
+        (
+            "max_batch 32, linger 1 ms",
+            DispatcherConfig::new()
+                .with_concurrency(8)
+                .with_max_batch(32)
+                .with_linger(Duration::from_millis(1)),
+        ),
+        (
+            "max_batch 32, linger 2 ms",
+            DispatcherConfig::new()
+                .with_concurrency(8)
+                .with_max_batch(32)
+                .with_linger(Duration::from_millis(2)),
+        ),
+        (
+            "max_batch 32, linger 5 ms",
+            DispatcherConfig::new()
+                .with_concurrency(8)
+                .with_max_batch(32)
+                .with_linger(Duration::from_millis(5)),
+        ),
+    ];
+    for keys in [1, 64] {
+        let mut runs: Vec<Vec<BatchRun>> = vec![Vec::new(); variants.len()];
+        for round in 0..settings.rounds.min(3) {
+            for offset in 0..variants.len() {
+                let index = (round + offset) % variants.len();
+                runs[index]
+                    .push(batch_run(base, variants[index].1.clone(), events, keys, rate).await);
+            }
+        }
+        let best_runs: Vec<BatchRun> = runs
+            .into_iter()
+            .map(|r| best(r, |run| -run.cpu.map_or(0.0, |cpu| cpu.as_secs_f64())))
+            .collect();
+        println!(
+            "\n### dispatcher batching, paced ({rate} events/s for {millis} ms = {events} events, {keys} key(s), 8 lanes; least CPU of the rounds)\n"
+        );
+        println!(
+            "| variant | requests | events per request | mean bulk batch | delivery CPU ms per 1000 events | CPU vs unbatched |"
+        );
+        println!("|---|---|---|---|---|---|");
+        let base_cpu = best_runs[0].cpu;
+        for ((name, _), run) in variants.iter().zip(&best_runs) {
+            let per_k = run
+                .cpu
+                .map(|cpu| cpu.as_secs_f64() * 1e3 * 1000.0 / events as f64);
+            let ratio = run
+                .cpu
+                .zip(base_cpu)
+                .filter(|(_, base)| !base.is_zero())
+                .map(|(cpu, base)| cpu.as_secs_f64() / base.as_secs_f64());
+            println!(
+                "| {name} | {} | {} | {} | {} |",
+                run.requests,
+                per_request(run, events),
+                per_k.map_or_else(|| "n/a".to_owned(), |v| format!("{v:.1}")),
+                ratio.map_or_else(|| "n/a".to_owned(), |v| format!("{v:.2}×")),
+            );
+        }
     }
 }

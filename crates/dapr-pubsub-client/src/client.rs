@@ -253,6 +253,32 @@ impl PubSubClient {
         outcome
     }
 
+    /// Sends a bulk publish request whose JSON body (the array of entries) is already built.
+    /// Does not log (the dispatcher logs with its own context). `total` is the number of
+    /// entries in `body`.
+    pub(crate) async fn send_bulk_quietly(
+        &self,
+        pubsub: &str,
+        topic: &str,
+        body: Bytes,
+        options: &PublishOptions,
+        total: usize,
+    ) -> Result<BulkPublishOutcome, PublishError> {
+        let uri = self.publish_uri("/v1.0-alpha1/publish/bulk", pubsub, topic, options);
+        let timeout = options.timeout().unwrap_or(self.inner.request_timeout);
+        let (status, answer) = self
+            .exchange(
+                Method::POST,
+                &uri,
+                Some(HeaderValue::from_static(JSON_CONTENT_TYPE)),
+                body,
+                options,
+                timeout,
+            )
+            .await?;
+        BulkPublishOutcome::from_answer(status, &answer, total)
+    }
+
     /// Checks once that the sidecar is ready to publish (`GET /v1.0/healthz/outbound`).
     pub async fn health(&self) -> Result<(), PublishError> {
         self.health_within(self.inner.request_timeout).await

@@ -20,7 +20,8 @@ pub use crate::config::{
     DEFAULT_HTTP_PORT, Secret,
 };
 pub use crate::dispatcher::{
-    Dispatcher, DispatcherConfig, ShutdownReport, SubmitError, UndeliveredEvent,
+    Dispatcher, DispatcherConfig, MAX_BULK_BODY_BYTES, ShutdownReport, SubmitError,
+    UndeliveredEvent,
 };
 pub use crate::error::{BoxError, ErrorChain, MAX_ERROR_BODY_BYTES, PublishError};
 pub use crate::metrics::{HistogramSnapshot, LATENCY_BUCKETS_SECONDS, MetricsSnapshot};

@@ -18,6 +18,8 @@ pub(crate) struct Counters {
     pub(crate) failed: AtomicU64,
     pub(crate) retried: AtomicU64,
     pub(crate) dropped: AtomicU64,
+    pub(crate) bulk_requests: AtomicU64,
+    pub(crate) bulk_entries: AtomicU64,
     pub(crate) queue_depth: AtomicUsize,
     pub(crate) in_flight: AtomicUsize,
     pub(crate) latency: Histogram,
@@ -31,6 +33,8 @@ impl Counters {
             failed: self.failed.load(Ordering::Relaxed),
             retried: self.retried.load(Ordering::Relaxed),
             dropped: self.dropped.load(Ordering::Relaxed),
+            bulk_requests: self.bulk_requests.load(Ordering::Relaxed),
+            bulk_entries: self.bulk_entries.load(Ordering::Relaxed),
             queue_depth: self.queue_depth.load(Ordering::Relaxed),
             in_flight: self.in_flight.load(Ordering::Relaxed),
             latency: self.latency.snapshot(),
@@ -100,11 +104,16 @@ pub struct MetricsSnapshot {
     pub retried: u64,
     /// Events dropped at submit because the queue was full or the dispatcher closed.
     pub dropped: u64,
+    /// Bulk publish requests sent by batching (attempts included); 0 without batching.
+    pub bulk_requests: u64,
+    /// Events sent in those bulk requests, counted once per attempt: `bulk_entries /
+    /// bulk_requests` is the mean batch size.
+    pub bulk_entries: u64,
     /// Events waiting in the queue.
     pub queue_depth: usize,
     /// Events being delivered (including those waiting for a retry).
     pub in_flight: usize,
-    /// Duration of every publish attempt (one HTTP exchange), successful or not.
+    /// Duration of every publish attempt (one HTTP exchange, single or bulk), successful or not.
     pub latency: HistogramSnapshot,
 }
 
