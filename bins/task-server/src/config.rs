@@ -23,6 +23,8 @@
 //! | `HOST` / `PORT` | `0.0.0.0` / `8000` | listen address |
 //! | `EVENT_DELIVERY` | `fire-and-forget` | or `outbox` |
 //! | `EVENT_QUEUE_CAPACITY` | `1000` | in-memory queue size of fire-and-forget |
+//! | `EVENT_BATCH_MAX` | `32` | fire-and-forget: most queued events of one topic, user and trace per bulk request (1: none) |
+//! | `EVENT_BATCH_LINGER_MS` | `0` | fire-and-forget: how long a publishing lane waits for a batch to fill |
 //! | `EVENT_SOURCE` | `pakaura/api` | CloudEvents `source` |
 //! | `TOPIC_TASK_EVENTS` / `TOPIC_TASK_UPDATES` / `TOPIC_REMINDERS` | `task-events` / `task-updates` / `reminders` | topics |
 //! | `OUTBOX_MAX_ATTEMPTS` | `20` | rejections (4xx) of one event before its outbox row is moved aside; outages are retried without limit |
@@ -69,6 +71,8 @@ pub(crate) const ENV_NAMES: &[&str] = &[
     "PORT",
     "EVENT_DELIVERY",
     "EVENT_QUEUE_CAPACITY",
+    "EVENT_BATCH_MAX",
+    "EVENT_BATCH_LINGER_MS",
     "EVENT_SOURCE",
     "TOPIC_TASK_EVENTS",
     "TOPIC_TASK_UPDATES",
@@ -81,6 +85,13 @@ pub(crate) const ENV_NAMES: &[&str] = &[
     "SHUTDOWN_TIMEOUT_SECONDS",
     CONFIG_FILE_ENV,
 ];
+
+/// The largest `EVENT_BATCH_MAX`: a bulk request of 1000 events of about 1 KB stays far below daprd's 4 MiB
+/// body limit (and the dispatcher splits anything larger anyway).
+const MAX_EVENT_BATCH: usize = 1000;
+
+/// The longest `EVENT_BATCH_LINGER_MS`: a lane that waits longer delays every event by as much.
+const MAX_EVENT_BATCH_LINGER_MS: u64 = 1000;
 
 /// The environment variable naming the TOML file (read by the CLI, like `--config`).
 pub(crate) const CONFIG_FILE_ENV: &str = "TASK_CONFIG";
@@ -143,6 +154,10 @@ pub(crate) struct Settings {
     pub(crate) event_delivery: String,
     /// `EVENT_QUEUE_CAPACITY`.
     pub(crate) event_queue_capacity: usize,
+    /// `EVENT_BATCH_MAX`.
+    pub(crate) event_batch_max: usize,
+    /// `EVENT_BATCH_LINGER_MS`.
+    pub(crate) event_batch_linger_ms: u64,
     /// `EVENT_SOURCE`.
     pub(crate) event_source: String,
     /// `TOPIC_TASK_EVENTS`.
@@ -187,6 +202,8 @@ impl Default for Settings {
             port: 8000,
             event_delivery: "fire-and-forget".to_owned(),
             event_queue_capacity: 1_000,
+            event_batch_max: 32,
+            event_batch_linger_ms: 0,
             event_source: "pakaura/api".to_owned(),
             topic_task_events: "task-events".to_owned(),
             topic_task_updates: "task-updates".to_owned(),
@@ -349,6 +366,18 @@ impl Settings {
         if self.event_queue_capacity == 0 {
             return Err(invalid("EVENT_QUEUE_CAPACITY", "must be at least 1"));
         }
+        if !(1..=MAX_EVENT_BATCH).contains(&self.event_batch_max) {
+            return Err(invalid(
+                "EVENT_BATCH_MAX",
+                format!("must be between 1 and {MAX_EVENT_BATCH}"),
+            ));
+        }
+        if self.event_batch_linger_ms > MAX_EVENT_BATCH_LINGER_MS {
+            return Err(invalid(
+                "EVENT_BATCH_LINGER_MS",
+                format!("must be at most {MAX_EVENT_BATCH_LINGER_MS}"),
+            ));
+        }
         if self.outbox_max_attempts == 0 {
             return Err(invalid("OUTBOX_MAX_ATTEMPTS", "must be at least 1"));
         }
@@ -467,6 +496,8 @@ impl Settings {
                 publish_timeout: Duration::from_secs_f64(self.dapr_publish_timeout),
                 delivery: self.delivery()?,
                 queue_capacity: self.event_queue_capacity,
+                batch_max: self.event_batch_max,
+                batch_linger: Duration::from_millis(self.event_batch_linger_ms),
                 source: self.event_source.trim().to_owned(),
                 topics: Topics {
                     task_events: self.topic_task_events.trim().to_owned(),

@@ -62,6 +62,26 @@ struct Cli {
     /// LOG_LEVEL of the task-api processes.
     #[arg(long, default_value = "warn")]
     server_log_level: String,
+    /// More environment for every task-api process, as KEY=VALUE (repeatable), e.g. EVENT_BATCH_MAX=1.
+    #[arg(long = "server-env", value_parser = parse_env_pair)]
+    server_env: Vec<(String, String)>,
+}
+
+/// `KEY=VALUE` as a pair; the key must be a plain environment variable name.
+fn parse_env_pair(text: &str) -> Result<(String, String), String> {
+    let (key, value) = text
+        .split_once('=')
+        .ok_or_else(|| format!("{text:?} is not KEY=VALUE"))?;
+    if key.is_empty()
+        || !key
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+    {
+        return Err(format!(
+            "{key:?} is not an environment variable name (A-Z, 0-9, _)"
+        ));
+    }
+    Ok((key.to_owned(), value.to_owned()))
 }
 
 /// Where a configuration's sidecar stand-in is.
@@ -195,6 +215,7 @@ async fn run_backend(
         ]
         .into_iter()
         .map(|(key, value)| (key.to_owned(), value))
+        .chain(cli.server_env.iter().cloned())
         .collect();
         if backend == "postgresql" {
             let migrate_log = cli
@@ -322,13 +343,17 @@ async fn run(cli: Cli, log: Logger) -> anyhow::Result<()> {
 fn cli_summary(cli: &Cli) -> String {
     format!(
         "{} connections; {} s measured per configuration in {} interleaved rounds of {:.1} s (order rotated each \
-         round) after {} s warm-up each; server LOG_LEVEL={}",
+         round) after {} s warm-up each; server LOG_LEVEL={}{}",
         cli.connections,
         cli.seconds_per_config,
         cli.rounds,
         cli.seconds_per_config / f64::from(cli.rounds.max(1)),
         cli.warmup_seconds,
         cli.server_log_level,
+        cli.server_env
+            .iter()
+            .map(|(key, value)| format!(", {key}={value}"))
+            .collect::<String>(),
     )
 }
 
@@ -355,5 +380,25 @@ fn main() -> ExitCode {
             slog::error!(log, "benchmark failed"; "error" => format!("{error:#}"));
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_env_pair;
+
+    #[test]
+    fn server_env_pairs_need_a_plain_name_and_an_equals_sign() {
+        assert_eq!(
+            parse_env_pair("EVENT_BATCH_MAX=1"),
+            Ok(("EVENT_BATCH_MAX".to_owned(), "1".to_owned()))
+        );
+        assert_eq!(
+            parse_env_pair("A=b=c"),
+            Ok(("A".to_owned(), "b=c".to_owned()))
+        );
+        assert!(parse_env_pair("EVENT_BATCH_MAX").is_err());
+        assert!(parse_env_pair("=1").is_err());
+        assert!(parse_env_pair("lower=1").is_err());
     }
 }

@@ -159,6 +159,11 @@ pub struct EventsConfig {
     pub delivery: EventDelivery,
     /// The in-memory queue capacity (`EVENT_QUEUE_CAPACITY`).
     pub queue_capacity: usize,
+    /// Fire-and-forget: the most queued events of one topic, user and trace sent as one bulk publish request
+    /// (`EVENT_BATCH_MAX`; 1 sends every event on its own).
+    pub batch_max: usize,
+    /// Fire-and-forget: how long a publishing lane waits for a batch to fill (`EVENT_BATCH_LINGER_MS`).
+    pub batch_linger: Duration,
     /// The CloudEvents `source` (`EVENT_SOURCE`, default `pakaura/api`).
     pub source: String,
     /// Topic names.
@@ -177,6 +182,8 @@ impl Default for EventsConfig {
             publish_timeout: Duration::from_secs(2),
             delivery: EventDelivery::FireAndForget,
             queue_capacity: 10_000,
+            batch_max: 32,
+            batch_linger: Duration::ZERO,
             source: "pakaura/api".to_owned(),
             topics: Topics::default(),
             outbox: OutboxConfig::default(),

@@ -148,7 +148,10 @@ pub fn build_delivery(
         EventDelivery::FireAndForget => {
             let dispatcher = Dispatcher::spawn(
                 client,
-                DispatcherConfig::new().with_queue_capacity(events.queue_capacity),
+                DispatcherConfig::new()
+                    .with_queue_capacity(events.queue_capacity)
+                    .with_max_batch(events.batch_max)
+                    .with_linger(events.batch_linger),
                 log.clone(),
             );
             let publisher: Arc<dyn EventPublisher> =

@@ -109,6 +109,16 @@ impl EventPublisher for DaprPublisher {
                 m.in_flight as f64,
             ),
             counter(
+                "events_bulk_requests_total",
+                "Bulk publish requests (each carries several queued events)",
+                m.bulk_requests as f64,
+            ),
+            counter(
+                "events_bulk_entries_total",
+                "Events sent in bulk publish requests, once per attempt",
+                m.bulk_entries as f64,
+            ),
+            counter(
                 "events_publish_duration_seconds_count",
                 "Publish attempts (one HTTP exchange each)",
                 m.latency.count() as f64,

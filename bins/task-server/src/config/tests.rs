@@ -74,6 +74,8 @@ fn original_environment_names_are_honoured() {
         jail.set_env("PORT", "9000");
         jail.set_env("EVENT_DELIVERY", "outbox");
         jail.set_env("EVENT_SOURCE", "pakaura/test");
+        jail.set_env("EVENT_BATCH_MAX", "1");
+        jail.set_env("EVENT_BATCH_LINGER_MS", "3");
         jail.set_env("TOPIC_TASK_EVENTS", "te");
         jail.set_env("TOPIC_TASK_UPDATES", "tu");
         jail.set_env("TOPIC_REMINDERS", "tr");
@@ -94,6 +96,8 @@ fn original_environment_names_are_honoured() {
         assert_eq!(config.events.dapr_endpoint, "http://127.0.0.1:3600");
         assert_eq!(config.events.pubsub_name, "other-pubsub");
         assert_eq!(config.events.publish_timeout, Duration::from_millis(250));
+        assert_eq!(config.events.batch_max, 1);
+        assert_eq!(config.events.batch_linger, Duration::from_millis(3));
         assert!(config.auth.cookie_secure);
         assert_eq!(config.auth.cookie_samesite, CookieSameSite::Strict);
         assert_eq!(
@@ -173,6 +177,10 @@ fn bad_values_fail_naming_the_key() {
             ("DATABASE_URL", "mysql://x"),
             ("RATE_LIMIT_AUTH_PER_MINUTE", "-3"),
             ("EVENT_QUEUE_CAPACITY", "0"),
+            ("EVENT_BATCH_MAX", "0"),
+            ("EVENT_BATCH_MAX", "1001"),
+            ("EVENT_BATCH_LINGER_MS", "-1"),
+            ("EVENT_BATCH_LINGER_MS", "5000"),
             ("DAPR_HTTP_ENDPOINT", "sidecar:3500"),
             ("TRUSTED_PROXIES", "10.0.0.0/8, proxy.internal"),
             ("TRUSTED_PROXIES", "10.0.0.0/33"),

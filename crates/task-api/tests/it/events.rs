@@ -563,6 +563,61 @@ async fn events_of_one_user_arrive_in_order() {
 }
 
 #[actix_web::test]
+async fn queued_events_of_one_user_go_out_in_bulk_requests_in_order() {
+    let sidecar = Sidecar::start(Mode::Accept);
+    let mut options = Options::new(Backend::Sqlite).dapr(&sidecar.url());
+    // The lane waits for the following requests' events, so that they queue up behind the first.
+    options.batch_linger = Duration::from_millis(300);
+    let app = TestApp::with(options).await;
+    let user = app.register().await;
+    let task = app.create_task(&user, json!({"title": "batched"})).await;
+    let id = task["id"].as_str().unwrap();
+    for action in ["complete", "uncomplete", "complete"] {
+        let answer = app
+            .request(
+                "POST",
+                &format!("/api/v1/tasks/{id}/{action}"),
+                None,
+                Some(&user.token),
+            )
+            .await;
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+    }
+    let got = sidecar.wait_for(8).await;
+    assert_eq!(got.len(), 8, "each event once");
+    let types = |topic: &str| -> Vec<String> {
+        got.iter()
+            .filter(|r| r.topic == topic)
+            .map(|r| r.body["type"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(
+        types("task-events"),
+        ["task.created", "task.completed", "task.uncompleted", "task.completed"]
+    );
+    assert_eq!(types("task-updates"), ["sync.task"; 4]);
+    assert!(
+        got.iter().any(|r| r.bulk),
+        "some events shared a bulk request: {:?}",
+        got.iter().map(|r| r.bulk).collect::<Vec<_>>()
+    );
+    for r in &got {
+        assert_eq!(r.partition_key.as_deref(), Some(user.id.to_string().as_str()));
+        assert_eq!(r.content_type.as_deref(), Some("application/cloudevents+json"));
+    }
+    let metrics = app.request("GET", "/metrics", None, None).await;
+    let bulk_requests = metrics
+        .text
+        .lines()
+        .find_map(|line| line.strip_prefix("events_bulk_requests_total "))
+        .and_then(|value| value.parse::<f64>().ok())
+        .unwrap_or_default();
+    assert!(bulk_requests >= 1.0, "{}", metrics.text);
+    app.shutdown(Duration::from_secs(2)).await;
+    sidecar.stop().await;
+}
+
+#[actix_web::test]
 async fn events_validate_as_cloudevents_in_the_official_sdk() {
     let sidecar = Sidecar::start(Mode::Accept);
     let app = dapr_app(Backend::Sqlite, &sidecar).await;

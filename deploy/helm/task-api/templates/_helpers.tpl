@@ -133,6 +133,10 @@ ConfigMap exists, and migrating needs only the database settings).
   value: {{ .Values.config.eventDelivery | quote }}
 - name: EVENT_QUEUE_CAPACITY
   value: {{ .Values.config.eventQueueCapacity | quote }}
+- name: EVENT_BATCH_MAX
+  value: {{ .Values.config.eventBatchMax | quote }}
+- name: EVENT_BATCH_LINGER_MS
+  value: {{ .Values.config.eventBatchLingerMs | quote }}
 - name: EVENT_SOURCE
   value: {{ .Values.config.eventSource | quote }}
 - name: OUTBOX_MAX_ATTEMPTS

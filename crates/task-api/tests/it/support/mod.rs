@@ -196,6 +196,8 @@ pub(crate) struct Options {
     pub(crate) publish_timeout: Duration,
     /// Failed attempts before an outbox row is moved aside.
     pub(crate) outbox_max_attempts: u32,
+    /// How long a fire-and-forget lane waits for a batch to fill.
+    pub(crate) batch_linger: Duration,
 }
 
 impl Options {
@@ -209,6 +211,7 @@ impl Options {
             trusted_proxies: TrustedProxies::default(),
             publish_timeout: Duration::from_millis(500),
             outbox_max_attempts: 20,
+            batch_linger: Duration::ZERO,
         }
     }
 
@@ -297,6 +300,7 @@ impl TestApp {
         let store = Store::open(&db, &log).await.expect("open the test store");
         let mut events = EventsConfig {
             publish_timeout: options.publish_timeout,
+            batch_linger: options.batch_linger,
             ..EventsConfig::default()
         };
         events.outbox.poll_interval = Duration::from_millis(50);
