@@ -287,6 +287,7 @@ async fn run_backend(
         if let Some(error) = &entry.measured.first_error {
             warn!(log, "requests failed"; "mode" => entry.mode.key, "errors" => entry.measured.errors, "first" => error);
         }
+        let cpu_seconds = entry.server.cpu_seconds();
         entry.server.stop(Duration::from_secs(10)).await;
         results.push(ModeResult {
             mode: entry.mode,
@@ -296,6 +297,7 @@ async fn run_backend(
             events_at_sink,
             hanging_connections,
             metrics,
+            cpu_seconds,
         });
     }
     if backend == "postgresql"

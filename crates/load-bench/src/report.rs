@@ -24,6 +24,8 @@ pub(crate) struct ModeResult {
     pub(crate) hanging_connections: Option<u64>,
     /// Event-related lines of the server's `/metrics` at the end.
     pub(crate) metrics: Vec<String>,
+    /// CPU time the server process used over the whole run (warm-up included), if known.
+    pub(crate) cpu_seconds: Option<f64>,
 }
 
 /// The five configurations against one backend.
@@ -268,6 +270,38 @@ fn render_run(out: &mut String, run: &Run) {
         );
     }
 
+    let _ = writeln!(
+        out,
+        "\nCPU of the task-api process (user + system, all threads, warm-up included; {}):\n",
+        if run.backend == "postgresql" {
+            "PostgreSQL's own processes are not included"
+        } else {
+            "SQLite runs inside it"
+        }
+    );
+    let _ = writeln!(out, "| mode | CPU s | µs per request | vs off |");
+    let _ = writeln!(out, "|---|---:|---:|---:|");
+    let per_request = |result: &ModeResult| {
+        let requests = (result.outcome.ok + result.warmup_ok).max(1) as f64;
+        result.cpu_seconds.map(|cpu| cpu * 1e6 / requests)
+    };
+    let off_cpu = run
+        .modes
+        .iter()
+        .find(|r| !r.mode.publishing)
+        .and_then(per_request);
+    for result in &run.modes {
+        let (cpu, micros, ratio) = match (result.cpu_seconds, per_request(result)) {
+            (Some(cpu), Some(micros)) => (
+                format!("{cpu:.2}"),
+                format!("{micros:.0}"),
+                off_cpu.map_or("-".to_owned(), |off| format!("{:.2}", micros / off)),
+            ),
+            _ => ("-".to_owned(), "-".to_owned(), "-".to_owned()),
+        };
+        let _ = writeln!(out, "| {} | {cpu} | {micros} | {ratio} |", result.mode.key);
+    }
+
     let _ = writeln!(out, "\nGoals:\n");
     let _ = writeln!(out, "| check | measured | goal | verdict |");
     let _ = writeln!(out, "|---|---:|---|---|");
@@ -317,6 +351,7 @@ mod tests {
             events_at_sink: None,
             hanging_connections: None,
             metrics: Vec::new(),
+            cpu_seconds: None,
         }
     }
 

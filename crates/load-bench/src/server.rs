@@ -21,6 +21,37 @@ pub(crate) struct Server {
     pub(crate) log: PathBuf,
 }
 
+/// CPU time (user + system, all threads) that process `pid` used so far, from `/proc/<pid>/stat`; `None` where
+/// there is no such file (not Linux, or the process is gone).
+pub(crate) fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_cpu_ticks(&stat).map(|ticks| ticks as f64 / clock_ticks_per_second())
+}
+
+/// `utime + stime` of a `/proc/<pid>/stat` line: fields 14 and 15, counted after the command name, which is in
+/// parentheses and may itself contain spaces or parentheses.
+fn parse_cpu_ticks(stat: &str) -> Option<u64> {
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    // `after_name` starts at field 3 (state): utime is field 14, stime field 15.
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some(utime + stime)
+}
+
+/// The kernel's clock ticks per second (`getconf CLK_TCK`; 100 where that fails, the value on every common
+/// Linux build).
+fn clock_ticks_per_second() -> f64 {
+    std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|out| String::from_utf8(out.stdout).ok())
+        .and_then(|text| text.trim().parse::<f64>().ok())
+        .filter(|ticks| *ticks > 0.0)
+        .unwrap_or(100.0)
+}
+
 /// A loopback port free at the time of asking.
 fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
@@ -50,6 +81,11 @@ pub(crate) async fn migrate(
 }
 
 impl Server {
+    /// The CPU time the server used so far (see [`cpu_seconds`]).
+    pub(crate) fn cpu_seconds(&self) -> Option<f64> {
+        self.child.id().and_then(cpu_seconds)
+    }
+
     /// Starts `binary serve` with `env` plus HOST/PORT, and waits until `/healthz` answers 200.
     pub(crate) async fn start(
         binary: &Path,
@@ -194,6 +230,24 @@ pub(crate) async fn psql(url: &str, sql: &str) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cpu_ticks_are_utime_plus_stime_even_with_odd_command_names() {
+        let line = "4242 (task (api) x) S 1 4242 4242 0 -1 4194560 900 0 0 0 250 75 0 0 20 0 9 0 100 0 0";
+        assert_eq!(parse_cpu_ticks(line), Some(325));
+        assert_eq!(parse_cpu_ticks("4242 (short) S 1"), None);
+        assert_eq!(parse_cpu_ticks("garbage"), None);
+    }
+
+    #[test]
+    fn this_process_cpu_time_is_read() {
+        let spin = std::time::Instant::now();
+        while spin.elapsed() < Duration::from_millis(50) {
+            std::hint::black_box(0u64);
+        }
+        let used = cpu_seconds(std::process::id()).expect("/proc is there on Linux");
+        assert!(used > 0.0, "{used}");
+    }
 
     #[test]
     fn database_name_is_replaced_and_the_query_kept() {
