@@ -24,7 +24,7 @@
 //! | `EVENT_DELIVERY` | `fire-and-forget` | or `outbox` |
 //! | `EVENT_QUEUE_CAPACITY` | `1000` | in-memory queue size of fire-and-forget |
 //! | `EVENT_BATCH_MAX` | `32` | fire-and-forget: most queued events of one topic, user and trace per bulk request (1: none) |
-//! | `EVENT_BATCH_LINGER_MS` | `0` | fire-and-forget: how long a publishing lane waits for a batch to fill |
+//! | `EVENT_BATCH_LINGER_MS` | `1` | fire-and-forget: how long an otherwise idle publishing lane waits for a batch to fill |
 //! | `EVENT_SOURCE` | `pakaura/api` | CloudEvents `source` |
 //! | `TOPIC_TASK_EVENTS` / `TOPIC_TASK_UPDATES` / `TOPIC_REMINDERS` | `task-events` / `task-updates` / `reminders` | topics |
 //! | `OUTBOX_MAX_ATTEMPTS` | `20` | rejections (4xx) of one event before its outbox row is moved aside; outages are retried without limit |
@@ -203,7 +203,7 @@ impl Default for Settings {
             event_delivery: "fire-and-forget".to_owned(),
             event_queue_capacity: 1_000,
             event_batch_max: 32,
-            event_batch_linger_ms: 0,
+            event_batch_linger_ms: 1,
             event_source: "pakaura/api".to_owned(),
             topic_task_events: "task-events".to_owned(),
             topic_task_updates: "task-updates".to_owned(),

@@ -147,11 +147,12 @@ impl DispatcherConfig {
     }
 
     /// Sets how long a lane waits for more events to fill a batch it has started (default
-    /// zero: send what is queued at once). Only used when `max_batch` > 1 and the events already
-    /// queued do not fill the batch; the lane then sleeps `linger` once (events arriving
-    /// meanwhile wake nothing) and takes what has arrived. Every event of such a batch is
-    /// published up to `linger` later; when events pile up faster than the lane sends, batches
-    /// are full and nobody waits.
+    /// zero: send what is queued at once). Only used when `max_batch` > 1, the events already
+    /// queued do not fill the batch and nothing else is queued on the lane (so the wait delays
+    /// no other event, and a lane with work waiting never idles: events that cannot share a
+    /// request, such as those of different traces, keep the lane's full throughput). The lane
+    /// then sleeps `linger` once (events arriving meanwhile wake nothing) and takes what has
+    /// arrived. Every event of such a batch is published up to `linger` later.
     pub fn with_linger(mut self, linger: Duration) -> Self {
         self.linger = linger;
         self
@@ -713,9 +714,10 @@ async fn run_lane(
         if max_batch > 1 && batch[0].bulk != BulkForm::Alone {
             fill(&mut pending, &mut queue, window);
             let blocked = extend_batch(&mut batch, &mut pending, max_batch);
-            if !blocked && batch.len() < max_batch && !linger.is_zero() {
-                // Wait once, without listening to the queue: arriving events then cost no
-                // wake-up each; whatever arrived is looked at after the wait.
+            if !blocked && batch.len() < max_batch && !linger.is_zero() && pending.is_empty() {
+                // Nothing else waits on this lane, so waiting delays no other event. Wait once,
+                // without listening to the queue: arriving events then cost no wake-up each;
+                // whatever arrived is looked at after the wait.
                 let stop = tokio::select! {
                     biased;
                     _ = cancelled(&mut cancel) => true,

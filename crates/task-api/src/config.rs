@@ -183,7 +183,7 @@ impl Default for EventsConfig {
             delivery: EventDelivery::FireAndForget,
             queue_capacity: 10_000,
             batch_max: 32,
-            batch_linger: Duration::ZERO,
+            batch_linger: Duration::from_millis(1),
             source: "pakaura/api".to_owned(),
             topics: Topics::default(),
             outbox: OutboxConfig::default(),

@@ -589,3 +589,46 @@ async fn events_of_different_traces_are_not_batched_and_keep_their_traceparent()
     assert_eq!(report.metrics.published, 2);
     assert_eq!(report.metrics.bulk_requests, 0);
 }
+
+#[tokio::test]
+async fn a_lane_with_other_events_waiting_does_not_linger() {
+    let mut server = sidecar().await;
+    let _single = server
+        .mock("POST", SINGLE)
+        .match_query(Matcher::Any)
+        .with_status(204)
+        .expect(3)
+        .create_async()
+        .await;
+    let linger = Duration::from_millis(1000);
+    let dispatcher = Dispatcher::spawn(
+        client(&server.url(), slog_discard()),
+        batching(10).with_linger(linger),
+        None,
+    );
+    let submit = |id: &str, key: &str| {
+        dispatcher
+            .submit(
+                "pubsub-kafka",
+                "task-events",
+                &event(id, key),
+                PublishOptions::new(),
+            )
+            .unwrap();
+    };
+    // x is alone on the lane: it waits the linger. y and w (other keys, so no batch mates)
+    // queue up meanwhile: y must go at once after x, since w is waiting behind it; w, alone
+    // again, waits its linger.
+    submit("x", "user-x");
+    tokio::time::sleep(linger / 4).await;
+    submit("y", "user-y");
+    submit("w", "user-w");
+    tokio::time::sleep(linger + linger / 2 - linger / 4).await;
+    assert_eq!(
+        dispatcher.metrics().published,
+        2,
+        "x after its linger, y right after it, w still lingering"
+    );
+    let report = dispatcher.shutdown(Duration::from_secs(10)).await;
+    assert_eq!(report.metrics.published, 3);
+}
