@@ -233,7 +233,8 @@ mod tests {
 
     #[test]
     fn cpu_ticks_are_utime_plus_stime_even_with_odd_command_names() {
-        let line = "4242 (task (api) x) S 1 4242 4242 0 -1 4194560 900 0 0 0 250 75 0 0 20 0 9 0 100 0 0";
+        let line =
+            "4242 (task (api) x) S 1 4242 4242 0 -1 4194560 900 0 0 0 250 75 0 0 20 0 9 0 100 0 0";
         assert_eq!(parse_cpu_ticks(line), Some(325));
         assert_eq!(parse_cpu_ticks("4242 (short) S 1"), None);
         assert_eq!(parse_cpu_ticks("garbage"), None);

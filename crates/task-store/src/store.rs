@@ -521,9 +521,9 @@ impl Store {
                             "(attempts > 0 OR claimed_until IS NOT NULL)",
                         ))
                         .filter(
-                            event_outbox::next_attempt_at.gt(now).or(event_outbox::claimed_until
+                            event_outbox::next_attempt_at
                                 .gt(now)
-                                .assume_not_null()),
+                                .or(event_outbox::claimed_until.gt(now).assume_not_null()),
                         )
                         .load(conn)
                         .await?;
@@ -542,7 +542,9 @@ impl Store {
                     for key in ready {
                         // Every row of this key comes after its head: once `limit` older rows are in hand,
                         // neither it nor any later key can contribute.
-                        if rows.len() >= limit && rows.last().is_some_and(|last| last.seq < key.head) {
+                        if rows.len() >= limit
+                            && rows.last().is_some_and(|last| last.seq < key.head)
+                        {
                             break;
                         }
                         let of_key =
@@ -696,8 +698,11 @@ trait BackendQueries {
     /// The oldest `limit` pending outbox rows, locked for the rest of the transaction.
     async fn oldest_pending(&mut self, limit: i64) -> QueryResult<Vec<OutboxRow>>;
     /// The oldest `limit` pending outbox rows of one partition key, locked for the rest of the transaction.
-    async fn oldest_of_key(&mut self, partition_key: &str, limit: i64)
-    -> QueryResult<Vec<OutboxRow>>;
+    async fn oldest_of_key(
+        &mut self,
+        partition_key: &str,
+        limit: i64,
+    ) -> QueryResult<Vec<OutboxRow>>;
 }
 
 /// Each pending partition key with the `seq` of its oldest pending row, found with one probe of

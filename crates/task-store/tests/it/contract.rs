@@ -505,7 +505,12 @@ pub(crate) async fn outbox_claims_lease_rows_and_keep_partition_order(store: &St
             .all(|row| row.claimed_until.is_some_and(|until| until > now))
     );
     assert!(
-        store.claim_outbox(10, lease, now).await.unwrap().messages.is_empty(),
+        store
+            .claim_outbox(10, lease, now)
+            .await
+            .unwrap()
+            .messages
+            .is_empty(),
         "leased rows are not handed out twice"
     );
     let stored = store.outbox_rows().await.unwrap();
@@ -523,7 +528,8 @@ pub(crate) async fn outbox_claims_lease_rows_and_keep_partition_order(store: &St
     let limited = store
         .claim_outbox(1, lease, now + Duration::from_secs(31))
         .await
-        .unwrap().messages;
+        .unwrap()
+        .messages;
     assert_eq!(
         payloads(&limited),
         ["a"],
@@ -540,7 +546,8 @@ pub(crate) async fn outbox_claims_lease_rows_and_keep_partition_order(store: &St
     let rest = store
         .claim_outbox(10, lease, now + Duration::from_secs(62))
         .await
-        .unwrap().messages;
+        .unwrap()
+        .messages;
     assert_eq!(payloads(&rest), ["b"]);
     assert_eq!(
         store.outbox_counts().await.unwrap(),
@@ -573,7 +580,8 @@ pub(crate) async fn outbox_failures_back_off_then_move_aside(store: &Store) {
     let blocked = store
         .claim_outbox(10, lease, now + Duration::from_secs(1))
         .await
-        .unwrap().messages;
+        .unwrap()
+        .messages;
     assert!(
         blocked.is_empty(),
         "b waits behind a, which waits for its retry: {:?}",
@@ -581,7 +589,11 @@ pub(crate) async fn outbox_failures_back_off_then_move_aside(store: &Store) {
     );
 
     let after_backoff = now + Duration::from_secs(61);
-    let again = store.claim_outbox(10, lease, after_backoff).await.unwrap().messages;
+    let again = store
+        .claim_outbox(10, lease, after_backoff)
+        .await
+        .unwrap()
+        .messages;
     assert_eq!(payloads(&again), ["a", "b"]);
     assert_eq!(again[0].attempts, 1);
     assert_eq!(again[0].last_error.as_deref(), Some("sidecar said 500"));
@@ -602,7 +614,11 @@ pub(crate) async fn outbox_failures_back_off_then_move_aside(store: &Store) {
         FailureOutcome::MovedAside { attempts: 3 }
     );
     store.release_outbox(&[again[1].id]).await.unwrap();
-    let unblocked = store.claim_outbox(10, lease, after_backoff).await.unwrap().messages;
+    let unblocked = store
+        .claim_outbox(10, lease, after_backoff)
+        .await
+        .unwrap()
+        .messages;
     assert_eq!(
         payloads(&unblocked),
         ["b"],
@@ -635,12 +651,14 @@ pub(crate) async fn outbox_releases_make_rows_claimable_again(store: &Store) {
     let claimed = store
         .claim_outbox(10, Duration::from_secs(300), now)
         .await
-        .unwrap().messages;
+        .unwrap()
+        .messages;
     assert_eq!(store.release_outbox(&[claimed[0].id]).await.unwrap(), 1);
     let again = store
         .claim_outbox(10, Duration::from_secs(300), now)
         .await
-        .unwrap().messages;
+        .unwrap()
+        .messages;
     assert_eq!(payloads(&again), ["a"]);
     assert_eq!(again[0].attempts, 0, "a release is not a failed attempt");
 }
