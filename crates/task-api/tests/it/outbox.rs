@@ -7,8 +7,29 @@ use actix_web::http::{StatusCode, header};
 use actix_web::test::TestRequest;
 use serde_json::json;
 
+use task_store::OutboxMessage;
+
 use crate::db_test;
 use crate::support::{Backend, Mode, Options, Sidecar, TestApp, sidecar::free_port};
+
+/// Polls the outbox every 20 ms until `done` holds for its rows (failing after `within`, with `what` and the
+/// rows); returns those rows.
+async fn wait_for_rows(
+    app: &TestApp,
+    within: Duration,
+    what: &str,
+    done: impl Fn(&[OutboxMessage]) -> bool,
+) -> Vec<OutboxMessage> {
+    let started = Instant::now();
+    loop {
+        let rows = app.state.store.outbox_rows().await.unwrap();
+        if done(&rows) {
+            return rows;
+        }
+        assert!(started.elapsed() < within, "{what}: {rows:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
 
 async fn outbox_delivers_after_the_sidecar_comes_back_with_the_same_ids(backend: Backend) {
     let port = free_port();
@@ -82,14 +103,13 @@ async fn outbox_delivers_after_the_sidecar_comes_back_with_the_same_ids(backend:
         let expected = traced.then_some(TRACEPARENT);
         assert_eq!(r.traceparent.as_deref(), expected, "{}", r.body);
     }
-    let started = Instant::now();
-    while !app.state.store.outbox_rows().await.unwrap().is_empty() {
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "delivered rows are deleted"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for_rows(
+        &app,
+        Duration::from_secs(5),
+        "delivered rows are deleted",
+        <[_]>::is_empty,
+    )
+    .await;
     let metrics = app.request("GET", "/metrics", None, None).await;
     assert!(
         metrics.text.contains("outbox_events_published_total 9"),
@@ -151,24 +171,16 @@ async fn a_rejecting_sidecar_is_retried_then_rows_move_aside_after_the_attempt_l
         )
         .await;
     assert_eq!(answer.status, StatusCode::CREATED);
-    let started = Instant::now();
-    loop {
-        let rows = app.state.store.outbox_rows().await.unwrap();
-        if rows.iter().all(|row| row.failed_at.is_some()) {
-            assert!(rows.iter().all(|row| row.attempts == 3), "{rows:?}");
-            assert!(
-                rows.iter()
-                    .all(|row| row.last_error.as_deref().is_some_and(|e| e.contains("403"))),
-                "{rows:?}"
-            );
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "rows move aside: {rows:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let rows = wait_for_rows(&app, Duration::from_secs(10), "rows move aside", |rows| {
+        rows.iter().all(|row| row.failed_at.is_some())
+    })
+    .await;
+    assert!(rows.iter().all(|row| row.attempts == 3), "{rows:?}");
+    assert!(
+        rows.iter()
+            .all(|row| row.last_error.as_deref().is_some_and(|e| e.contains("403"))),
+        "{rows:?}"
+    );
     let received = sidecar.received();
     let first = received[0].body["id"].clone();
     assert_eq!(
@@ -204,22 +216,19 @@ async fn a_failing_broker_never_moves_rows_aside_and_they_are_delivered_when_it_
         )
         .await;
     assert_eq!(answer.status, StatusCode::CREATED);
-    let started = Instant::now();
-    loop {
-        let rows = app.state.store.outbox_rows().await.unwrap();
-        assert!(
-            rows.iter().all(|row| row.failed_at.is_none()),
-            "nothing is moved aside for a 500: {rows:?}"
-        );
-        if rows.iter().any(|row| row.attempts > 4) {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "the relay keeps retrying past max_attempts: {rows:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for_rows(
+        &app,
+        Duration::from_secs(10),
+        "the relay keeps retrying past max_attempts, moving nothing aside",
+        |rows| {
+            assert!(
+                rows.iter().all(|row| row.failed_at.is_none()),
+                "nothing is moved aside for a 500: {rows:?}"
+            );
+            rows.iter().any(|row| row.attempts > 4)
+        },
+    )
+    .await;
     let ids: Vec<String> = app
         .state
         .store
@@ -230,14 +239,13 @@ async fn a_failing_broker_never_moves_rows_aside_and_they_are_delivered_when_it_
         .map(|row| row.id.to_string())
         .collect();
     sidecar.set_mode(Mode::Accept);
-    let started = Instant::now();
-    while !app.state.store.outbox_rows().await.unwrap().is_empty() {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "delivered once the broker is back"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for_rows(
+        &app,
+        Duration::from_secs(10),
+        "delivered once the broker is back",
+        <[_]>::is_empty,
+    )
+    .await;
     // A request answered 500 just before the switch is retried: the last ones received were accepted.
     let received = sidecar.received();
     let accepted: Vec<String> = received[received.len() - ids.len()..]
@@ -263,23 +271,10 @@ async fn a_backlog_is_delivered_in_bulk_requests_per_topic_in_order() {
         app.create_task(&user, json!({"title": format!("t{i}")}))
             .await;
     }
-    let started = Instant::now();
-    while !app
-        .state
-        .store
-        .outbox_rows()
-        .await
-        .unwrap()
-        .iter()
-        .any(|row| row.attempts > 0)
-    {
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "the relay tried"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let stored = app.state.store.outbox_rows().await.unwrap();
+    let stored = wait_for_rows(&app, Duration::from_secs(5), "the relay tried", |rows| {
+        rows.iter().any(|row| row.attempts > 0)
+    })
+    .await;
     assert_eq!(stored.len(), 10);
     let stored_ids = |topic: &str| -> Vec<String> {
         stored
@@ -291,11 +286,7 @@ async fn a_backlog_is_delivered_in_bulk_requests_per_topic_in_order() {
     let failed_before = sidecar.received().len();
 
     sidecar.set_mode(Mode::Accept);
-    let started = Instant::now();
-    while !app.state.store.outbox_rows().await.unwrap().is_empty() {
-        assert!(started.elapsed() < Duration::from_secs(10), "delivered");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for_rows(&app, Duration::from_secs(10), "delivered", <[_]>::is_empty).await;
     let received = sidecar.received();
     // Requests answered 500 before the switch may include some of these ids: take what came after.
     let accepted: Vec<_> = received[failed_before..]
