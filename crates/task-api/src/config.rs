@@ -128,6 +128,10 @@ pub struct OutboxConfig {
     pub base_backoff: Duration,
     /// The longest retry delay.
     pub max_backoff: Duration,
+    /// How long the relay waits after a commit woke it, or after a round that was not full, before claiming:
+    /// rows committed meanwhile share the round (fewer claims and bulk requests per event), at the price of
+    /// that much delivery latency.
+    pub linger: Duration,
 }
 
 impl Default for OutboxConfig {
@@ -138,6 +142,7 @@ impl Default for OutboxConfig {
             max_attempts: 20,
             base_backoff: Duration::from_millis(500),
             max_backoff: Duration::from_secs(60),
+            linger: Duration::from_millis(5),
         }
     }
 }

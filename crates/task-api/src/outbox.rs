@@ -8,7 +8,9 @@
 //! publishes (and the relay starts no publish that could outlive it), so a second replica never takes a key
 //! this one is still sending. Partition keys are published concurrently.
 //!
-//! Waking: every commit wakes the relay, and a round that found rows is followed by another at once. When rows
+//! Waking: every commit wakes the relay, which waits `linger` (5 ms) so that the commits right behind it share
+//! the round; a round that found rows is followed by another, at once if its batch was full, else after
+//! `linger`. When rows
 //! wait behind a blocked key (a retry pending, as with a hanging sidecar), the relay claims again no sooner
 //! than 100 ms and no later than the key frees up or `poll_interval` passes, so a long outage
 //! costs a few cheap claims per second instead of one per commit.
@@ -165,7 +167,16 @@ impl OutboxRelay {
                     break;
                 }
                 if round.claimed > 0 {
-                    // Rows were there: look again at once (more may be due).
+                    // Rows were there: look again (more may be due), at once when the batch was full (a
+                    // backlog), else after a short wait that lets the next commits' rows share a round.
+                    if round.claimed < self.config.batch_size as usize
+                        && !self.config.linger.is_zero()
+                    {
+                        tokio::select! {
+                            _ = tokio::time::sleep(self.config.linger) => {}
+                            _ = stopped.changed() => break,
+                        }
+                    }
                     continue;
                 }
                 let idle = match round.blocked_until {
@@ -185,7 +196,13 @@ impl OutboxRelay {
                     }
                 };
                 tokio::select! {
-                    _ = self.wake.notified() => {}
+                    _ = self.wake.notified() => {
+                        // A commit: give the commits right behind it the same round.
+                        tokio::select! {
+                            _ = tokio::time::sleep(self.config.linger) => {}
+                            _ = stopped.changed() => break,
+                        }
+                    }
                     _ = tokio::time::sleep(idle) => {}
                     _ = stopped.changed() => break,
                 }
