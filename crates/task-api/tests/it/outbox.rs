@@ -162,15 +162,7 @@ async fn a_rejecting_sidecar_is_retried_then_rows_move_aside_after_the_attempt_l
     options.outbox_max_attempts = 3;
     let app = TestApp::with(options).await;
     let user = app.register().await;
-    let answer = app
-        .request(
-            "POST",
-            "/api/v1/tasks",
-            Some(json!({"title": "doomed"})),
-            Some(&user.token),
-        )
-        .await;
-    assert_eq!(answer.status, StatusCode::CREATED);
+    app.create_task(&user, json!({"title": "doomed"})).await;
     let rows = wait_for_rows(&app, Duration::from_secs(10), "rows move aside", |rows| {
         rows.iter().all(|row| row.failed_at.is_some())
     })
@@ -207,15 +199,8 @@ async fn a_failing_broker_never_moves_rows_aside_and_they_are_delivered_when_it_
     options.outbox_max_attempts = 2;
     let app = TestApp::with(options).await;
     let user = app.register().await;
-    let answer = app
-        .request(
-            "POST",
-            "/api/v1/tasks",
-            Some(json!({"title": "survives the outage"})),
-            Some(&user.token),
-        )
+    app.create_task(&user, json!({"title": "survives the outage"}))
         .await;
-    assert_eq!(answer.status, StatusCode::CREATED);
     wait_for_rows(
         &app,
         Duration::from_secs(10),
