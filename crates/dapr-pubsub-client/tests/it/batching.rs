@@ -26,6 +26,20 @@ fn batching(max_batch: usize) -> DispatcherConfig {
         .with_backoff(Duration::from_millis(1), Duration::from_millis(5))
 }
 
+/// Submits plain events (no extra options) to `task-events`, keyed `key`, in the order of `ids`.
+fn submit_all(dispatcher: &Dispatcher, key: &str, ids: &[&str]) {
+    for id in ids {
+        dispatcher
+            .submit(
+                "pubsub-kafka",
+                "task-events",
+                &event(id, key),
+                PublishOptions::new(),
+            )
+            .unwrap();
+    }
+}
+
 type Bodies = Arc<Mutex<Vec<Value>>>;
 
 /// A mockito body callback that records each request body as JSON and answers `answer`.
@@ -283,16 +297,7 @@ async fn failed_entries_alone_are_retried_with_the_same_ids_and_bytes() {
         batching(10),
         logs.logger(),
     );
-    for id in ["p1", "p2", "p3"] {
-        dispatcher
-            .submit(
-                "pubsub-kafka",
-                "task-events",
-                &event(id, "user-p"),
-                PublishOptions::new(),
-            )
-            .unwrap();
-    }
+    submit_all(&dispatcher, "user-p", &["p1", "p2", "p3"]);
     // The second retry of p2 succeeds: a mock registered after the first two are used up.
     let last = server
         .mock("POST", BULK)
@@ -357,16 +362,7 @@ async fn a_whole_request_failure_retries_the_whole_batch_and_gives_up_at_the_lim
         batching(10),
         logs.logger(),
     );
-    for id in ["w1", "w2", "w3"] {
-        dispatcher
-            .submit(
-                "pubsub-kafka",
-                "task-events",
-                &event(id, "user-w"),
-                PublishOptions::new(),
-            )
-            .unwrap();
-    }
+    submit_all(&dispatcher, "user-w", &["w1", "w2", "w3"]);
     let report = dispatcher.shutdown(Duration::from_secs(10)).await;
 
     failing.assert_async().await;
@@ -419,16 +415,7 @@ async fn a_whole_request_failure_then_success_publishes_every_event_once() {
         .create_async()
         .await;
     let dispatcher = Dispatcher::spawn(client(&server.url(), slog_discard()), batching(4), None);
-    for id in ["c1", "c2"] {
-        dispatcher
-            .submit(
-                "pubsub-kafka",
-                "task-events",
-                &event(id, "user-c"),
-                PublishOptions::new(),
-            )
-            .unwrap();
-    }
+    submit_all(&dispatcher, "user-c", &["c1", "c2"]);
     let report = dispatcher.shutdown(Duration::from_secs(10)).await;
     failing.assert_async().await;
     succeeding.assert_async().await;
@@ -459,25 +446,11 @@ async fn linger_lets_a_batch_wait_for_events_submitted_shortly_after() {
         batching(10).with_linger(Duration::from_millis(300)),
         None,
     );
-    dispatcher
-        .submit(
-            "pubsub-kafka",
-            "task-events",
-            &event("l1", "user-l"),
-            PublishOptions::new(),
-        )
-        .unwrap();
+    submit_all(&dispatcher, "user-l", &["l1"]);
     // Let the lane take l1 and start lingering, then add l2.
     tokio::time::sleep(Duration::from_millis(30)).await;
     assert_eq!(dispatcher.metrics().published, 0, "still lingering");
-    dispatcher
-        .submit(
-            "pubsub-kafka",
-            "task-events",
-            &event("l2", "user-l"),
-            PublishOptions::new(),
-        )
-        .unwrap();
+    submit_all(&dispatcher, "user-l", &["l2"]);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let report = dispatcher.shutdown(Duration::from_secs(10)).await;
     bulk.assert_async().await;
@@ -501,16 +474,7 @@ async fn a_timed_out_shutdown_hands_back_the_batch_in_flight_and_the_queue() {
         batching(3),
         None,
     );
-    for id in ["s1", "s2", "s3", "s4", "s5"] {
-        dispatcher
-            .submit(
-                "pubsub-kafka",
-                "task-events",
-                &event(id, "user-s"),
-                PublishOptions::new(),
-            )
-            .unwrap();
-    }
+    submit_all(&dispatcher, "user-s", &["s1", "s2", "s3", "s4", "s5"]);
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!(
         dispatcher.metrics().in_flight,
@@ -606,23 +570,13 @@ async fn a_lane_with_other_events_waiting_does_not_linger() {
         batching(10).with_linger(linger),
         None,
     );
-    let submit = |id: &str, key: &str| {
-        dispatcher
-            .submit(
-                "pubsub-kafka",
-                "task-events",
-                &event(id, key),
-                PublishOptions::new(),
-            )
-            .unwrap();
-    };
     // x is alone on the lane: it waits the linger. y and w (other keys, so no batch mates)
     // queue up meanwhile: y must go at once after x, since w is waiting behind it; w, alone
     // again, waits its linger.
-    submit("x", "user-x");
+    submit_all(&dispatcher, "user-x", &["x"]);
     tokio::time::sleep(linger / 4).await;
-    submit("y", "user-y");
-    submit("w", "user-w");
+    submit_all(&dispatcher, "user-y", &["y"]);
+    submit_all(&dispatcher, "user-w", &["w"]);
     tokio::time::sleep(linger + linger / 2 - linger / 4).await;
     assert_eq!(
         dispatcher.metrics().published,
