@@ -3,6 +3,9 @@
 //! The publish example emits these, the subscriber checks them, and the round-trip test uses them as its
 //! traffic. A real service would build them from its own domain changes.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use cloudevents_model::{BuildError, CloudEvent};
 use serde_json::{Map, Value, json};
 use time::OffsetDateTime;
@@ -48,19 +51,27 @@ pub const TRACE_ID_EXTENSION: &str = "traceid";
 /// Extension carrying the partition key (the user id); `dapr-pubsub-client` sends it as `metadata.partitionKey`.
 pub const PARTITION_KEY_EXTENSION: &str = "partitionkey";
 
+/// Extension ordering the events of one task (the CloudEvents Sequence extension).
+pub use dapr_pubsub_client::consumer::SEQUENCE_EXTENSION;
+
 /// Builds SPEC-shaped events for one source (`source` attribute) and one correlation id.
 #[derive(Clone, Debug)]
 pub struct EventFactory {
     source: String,
     correlation_id: Uuid,
+    /// The next `sequence` value, shared by clones: it starts at the current time in microseconds so that a
+    /// restarted publisher keeps increasing, and grows by one per event.
+    sequence: Arc<AtomicU64>,
 }
 
 impl EventFactory {
     /// Events from `source`, all carrying `correlation_id`.
     pub fn new(source: impl Into<String>, correlation_id: Uuid) -> Self {
+        let start = OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000;
         Self {
             source: source.into(),
             correlation_id,
+            sequence: Arc::new(AtomicU64::new(u64::try_from(start).unwrap_or(0))),
         }
     }
 
@@ -70,7 +81,8 @@ impl EventFactory {
     }
 
     /// An event of type `ty` about `task_id` of `user_id` with payload `data`: a fresh UUIDv4 id, the current
-    /// time, `subject` = task id, JSON content, and the `traceid`, `correlationid`, `partitionkey` extensions.
+    /// time, `subject` = task id, JSON content, and the `traceid`, `correlationid`, `partitionkey` and `sequence`
+    /// extensions (`sequence`: 20 zero-padded digits, growing with every event this factory builds).
     pub fn event(
         &self,
         ty: &str,
@@ -86,6 +98,10 @@ impl EventFactory {
             .extension(TRACE_ID_EXTENSION, correlation.as_str())
             .extension(CORRELATION_EXTENSION, correlation.as_str())
             .extension(PARTITION_KEY_EXTENSION, user_id.to_string())
+            .extension(
+                SEQUENCE_EXTENSION,
+                format!("{:020}", self.sequence.fetch_add(1, Ordering::Relaxed)),
+            )
             .json_data(data)
             .build()
     }

@@ -9,7 +9,9 @@
 //! Decisions: an event that is not a valid CloudEvent, has a type the route does not handle, or a payload
 //! that does not fit its type is answered `DROP` (redelivering it cannot help). A transient internal
 //! failure is answered `RETRY` (Dapr delivers the event again). An id already processed is answered
-//! `SUCCESS` without processing it again (Kafka delivery through Dapr is at least once).
+//! `SUCCESS` without processing it again (Kafka delivery through Dapr is at least once), and so is an event older
+//! than one already processed for its task (its `sequence` extension is lower): the change it describes is
+//! superseded. Both checks are `dapr_pubsub_client::ConsumerGuard`'s.
 //!
 //! The transient failure is simulated: an event with the integer extension `simulatefailures` = N fails
 //! its first N deliveries. It stands in for a database or downstream service that is briefly down.
@@ -21,7 +23,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use actix_web::dev::Server;
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use cloudevents_model::CloudEvent;
-use dapr_pubsub_client::{AppResponse, AppStatus, ErrorChain, SUBSCRIBE_PATH, Subscription};
+use dapr_pubsub_client::consumer::sequence_of;
+use dapr_pubsub_client::{
+    Admission, AppResponse, AppStatus, ConsumerGuard, ErrorChain, SUBSCRIBE_PATH, Subscription,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use slog::{Logger, info, warn};
@@ -31,8 +36,8 @@ use uuid::Uuid;
 
 use crate::delivery::KafkaPlacement;
 use crate::events::{
-    CORRELATION_EXTENSION, PARTITION_KEY_EXTENSION, PUBSUB_NAME, SYNC_TASK, TASK_TYPES,
-    TOPIC_TASK_EVENTS, now_rfc3339,
+    CORRELATION_EXTENSION, PARTITION_KEY_EXTENSION, PUBSUB_NAME, SEQUENCE_EXTENSION, SYNC_TASK,
+    TASK_TYPES, TOPIC_TASK_EVENTS, now_rfc3339,
 };
 
 /// The route of `task-events` deliveries (programmatic subscription).
@@ -94,6 +99,9 @@ pub enum Outcome {
     Processed,
     /// Already processed earlier; answered `SUCCESS` without processing again.
     Duplicate,
+    /// Older than an event of the same task processed earlier (by `sequence`); answered `SUCCESS` without
+    /// processing it, since the change it describes is superseded.
+    Stale,
     /// A transient failure; answered `RETRY`.
     Retry,
     /// Invalid, unknown or malformed; answered `DROP`.
@@ -104,7 +112,7 @@ impl Outcome {
     /// The answer Dapr gets.
     pub fn status(self) -> AppStatus {
         match self {
-            Self::Processed | Self::Duplicate => AppStatus::Success,
+            Self::Processed | Self::Duplicate | Self::Stale => AppStatus::Success,
             Self::Retry => AppStatus::Retry,
             Self::Drop => AppStatus::Drop,
         }
@@ -160,6 +168,8 @@ pub struct Stats {
     pub processed: u64,
     /// Deliveries of ids already processed.
     pub duplicates: u64,
+    /// Deliveries older than an event of the same task already processed.
+    pub stale: u64,
     /// Deliveries answered `RETRY`.
     pub retried: u64,
     /// Deliveries answered `DROP`.
@@ -193,8 +203,10 @@ pub struct SubscriberState {
     inner: Mutex<Inner>,
 }
 
-#[derive(Default)]
 struct Inner {
+    /// Decides duplicates and stale events.
+    guard: ConsumerGuard,
+    /// What `GET /received` shows per id.
     ids: HashMap<String, IdRecord>,
     /// Ids in first-seen order, to forget the oldest when `ids` is full.
     id_order: VecDeque<String>,
@@ -214,9 +226,15 @@ impl SubscriberState {
     /// A subscriber with nothing received yet.
     pub fn new(config: SubscriberConfig, log: Logger) -> Self {
         Self {
-            config,
             log,
-            inner: Mutex::new(Inner::default()),
+            inner: Mutex::new(Inner {
+                guard: ConsumerGuard::new(config.seen_capacity),
+                ids: HashMap::new(),
+                id_order: VecDeque::new(),
+                recent: VecDeque::new(),
+                stats: Stats::default(),
+            }),
+            config,
         }
     }
 
@@ -243,6 +261,7 @@ impl SubscriberState {
                     subject: text("subject"),
                     topic: text("topic"),
                     correlationid: text(CORRELATION_EXTENSION),
+                    sequence: text(SEQUENCE_EXTENSION),
                 };
                 let reason = format!("not a valid CloudEvent: {}", ErrorChain(&err));
                 return self.finish(route, seen, kafka, Decision::Drop(reason));
@@ -292,7 +311,6 @@ impl SubscriberState {
         decision: Decision,
     ) -> Outcome {
         let mut inner = self.lock();
-        inner.stats.deliveries += 1;
         let id_key = seen.id.clone().unwrap_or_default();
         if !inner.ids.contains_key(&id_key) {
             while inner.ids.len() >= self.config.seen_capacity.max(1) {
@@ -305,7 +323,11 @@ impl SubscriberState {
             }
             inner.id_order.push_back(id_key.clone());
         }
-        let record = inner.ids.entry(id_key).or_default();
+        let Inner {
+            guard, ids, stats, ..
+        } = &mut *inner;
+        stats.deliveries += 1;
+        let record = ids.entry(id_key).or_default();
         record.deliveries += 1;
         let delivery = record.deliveries;
         let (outcome, reason) = match decision {
@@ -318,9 +340,19 @@ impl SubscriberState {
                 )),
             ),
             Decision::Process { .. } => {
-                // Processing: a real subscriber would write to its store or call a service here.
-                record.processed += 1;
-                (Outcome::Processed, None)
+                let id = seen.id.as_deref().unwrap_or_default();
+                match guard.admit_parts(id, seen.subject.as_deref(), seen.sequence.as_deref()) {
+                    Admission::Apply => {
+                        // Processing: a real subscriber would write to its store or call a service here.
+                        record.processed += 1;
+                        (Outcome::Processed, None)
+                    }
+                    Admission::Duplicate => (Outcome::Duplicate, None),
+                    Admission::Stale => (
+                        Outcome::Stale,
+                        Some("a newer event of this task was processed already".to_owned()),
+                    ),
+                }
             }
         };
         if record.outcomes.len() < MAX_OUTCOMES_PER_ID {
@@ -334,6 +366,7 @@ impl SubscriberState {
                 }
             }
             Outcome::Duplicate => inner.stats.duplicates += 1,
+            Outcome::Stale => inner.stats.stale += 1,
             Outcome::Retry => inner.stats.retried += 1,
             Outcome::Drop => inner.stats.dropped += 1,
         }
@@ -377,6 +410,12 @@ impl SubscriberState {
             (Outcome::Duplicate, _) => {
                 info!(log, "duplicate {} {}: already processed, SUCCESS", ty, id)
             }
+            (Outcome::Stale, _) => {
+                info!(
+                    log,
+                    "stale {} {}: a newer event of its task was processed, SUCCESS", ty, id
+                )
+            }
             (Outcome::Retry, reason) => {
                 warn!(log, "RETRY {} {}", ty, id; "reason" => reason.clone().unwrap_or_default())
             }
@@ -399,6 +438,7 @@ struct Seen {
     subject: Option<String>,
     topic: Option<String>,
     correlationid: Option<String>,
+    sequence: Option<String>,
 }
 
 impl Seen {
@@ -414,6 +454,7 @@ impl Seen {
             subject: event.subject().map(str::to_owned),
             topic: extension("topic"),
             correlationid: extension(CORRELATION_EXTENSION),
+            sequence: sequence_of(event).map(str::to_owned),
         }
     }
 }
@@ -548,6 +589,29 @@ mod tests {
             created.event.id().to_owned(),
             serde_json::to_vec(&json).unwrap(),
         )
+    }
+
+    #[test]
+    fn an_older_change_of_a_task_arriving_late_is_acknowledged_as_stale() {
+        let state = state(100);
+        let task = Uuid::new_v4().to_string();
+        let (_, older) = created_body(&[
+            ("subject", json!(task)),
+            ("sequence", json!("00000000000000000001")),
+        ]);
+        let (_, newer) = created_body(&[
+            ("subject", json!(task)),
+            ("sequence", json!("00000000000000000002")),
+        ]);
+        assert_eq!(
+            state.handle(Route::Tasks, &newer, KafkaPlacement::default()),
+            Outcome::Processed
+        );
+        let late = state.handle(Route::Tasks, &older, KafkaPlacement::default());
+        assert_eq!(late, Outcome::Stale);
+        assert_eq!(late.status(), AppStatus::Success);
+        assert_eq!(state.report().stats.stale, 1);
+        assert_eq!(state.report().stats.processed, 1);
     }
 
     #[test]

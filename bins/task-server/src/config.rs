@@ -86,6 +86,10 @@ pub(crate) const ENV_NAMES: &[&str] = &[
     CONFIG_FILE_ENV,
 ];
 
+/// Attempts of a fire-and-forget event before it is given up (about 1.5 s of backoff, or 5 publish deadlines
+/// against a hanging sidecar): the queue is memory, and an outage longer than that is the outbox's job.
+const FIRE_AND_FORGET_MAX_ATTEMPTS: u32 = 5;
+
 /// The largest `EVENT_BATCH_MAX`: a bulk request of 1000 events of about 1 KB stays far below daprd's 4 MiB
 /// body limit (and the dispatcher splits anything larger anyway).
 const MAX_EVENT_BATCH: usize = 1000;
@@ -498,6 +502,7 @@ impl Settings {
                 queue_capacity: self.event_queue_capacity,
                 batch_max: self.event_batch_max,
                 batch_linger: Duration::from_millis(self.event_batch_linger_ms),
+                max_attempts: FIRE_AND_FORGET_MAX_ATTEMPTS,
                 source: self.event_source.trim().to_owned(),
                 topics: Topics {
                     task_events: self.topic_task_events.trim().to_owned(),

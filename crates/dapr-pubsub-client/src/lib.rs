@@ -5,6 +5,7 @@
 mod bulk;
 mod client;
 mod config;
+pub mod consumer;
 mod dispatcher;
 mod error;
 mod metrics;
@@ -19,6 +20,7 @@ pub use crate::config::{
     ClientConfig, ConfigError, DAPR_API_TOKEN, DAPR_HTTP_ENDPOINT, DAPR_HTTP_PORT,
     DEFAULT_HTTP_PORT, Secret,
 };
+pub use crate::consumer::{Admission, ConsumerGuard};
 pub use crate::dispatcher::{
     Dispatcher, DispatcherConfig, MAX_BULK_BODY_BYTES, ShutdownReport, SubmitError,
     UndeliveredEvent,

@@ -169,6 +169,8 @@ pub struct EventsConfig {
     pub batch_max: usize,
     /// Fire-and-forget: how long a publishing lane waits for a batch to fill (`EVENT_BATCH_LINGER_MS`).
     pub batch_linger: Duration,
+    /// Fire-and-forget: attempts of one event before it is given up and counted in `events_failed_total`.
+    pub max_attempts: u32,
     /// The CloudEvents `source` (`EVENT_SOURCE`, default `pakaura/api`).
     pub source: String,
     /// Topic names.
@@ -189,6 +191,7 @@ impl Default for EventsConfig {
             queue_capacity: 10_000,
             batch_max: 32,
             batch_linger: Duration::from_millis(1),
+            max_attempts: 5,
             source: "pakaura/api".to_owned(),
             topics: Topics::default(),
             outbox: OutboxConfig::default(),

@@ -3,6 +3,7 @@
 use serde::Serialize;
 use serde_json::{Map, Value};
 use task_domain::{DueDate, ReminderChange, Task, TaskEvent};
+use task_store::{EventSequence, SequenceExhausted};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
@@ -183,6 +184,41 @@ fn due(due: DueDate) -> String {
     rfc3339(due.instant())
 }
 
+/// The CloudEvents `sequence` extension (cloudevents/spec `extensions/sequence.md`): a 20-digit zero-padded value,
+/// taken inside the change's transaction under its row lock, that increases in commit order for one task.
+pub const EXT_SEQUENCE: &str = "sequence";
+
+/// Hands out the `sequence` values of one transaction's events, in the order they are built.
+#[derive(Debug)]
+pub struct Numbering {
+    block: EventSequence,
+    next: usize,
+}
+
+impl Numbering {
+    /// Numbers the events of the transaction that took `block`.
+    pub fn new(block: EventSequence) -> Self {
+        Self { block, next: 0 }
+    }
+
+    fn take(&mut self) -> Result<String, SequenceExhausted> {
+        let value = self.block.nth_text(self.next)?;
+        self.next += 1;
+        Ok(value)
+    }
+}
+
+/// Why a change's events could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// An attribute was invalid.
+    #[error("invalid CloudEvent")]
+    Event(#[from] cloudevents_model::BuildError),
+    /// The transaction had more events than its sequence block numbers.
+    #[error("too many events in one change")]
+    Sequence(#[from] SequenceExhausted),
+}
+
 /// Builds the CloudEvents of a mutation.
 #[derive(Debug, Clone)]
 pub struct EventFactory {
@@ -204,17 +240,22 @@ impl EventFactory {
         &self.topics
     }
 
-    /// The CloudEvents of `events`, in order, for `task` (its state after the change; before it for deletes).
+    /// The CloudEvents of `events`, in order, for `task` (its state after the change; before it for deletes),
+    /// at `now`, each with the next value of `numbering` as its `sequence`.
     pub fn build(
         &self,
         task: &Task,
         events: &[TaskEvent],
         ctx: &EventContext,
         now: OffsetDateTime,
-    ) -> Result<Vec<OutgoingEvent>, cloudevents_model::BuildError> {
+        numbering: &mut Numbering,
+    ) -> Result<Vec<OutgoingEvent>, BuildError> {
         events
             .iter()
-            .map(|event| self.build_one(task, event, ctx, now))
+            .map(|event| {
+                let sequence = numbering.take()?;
+                Ok(self.build_one(task, event, ctx, now, sequence)?)
+            })
             .collect()
     }
 
@@ -224,6 +265,7 @@ impl EventFactory {
         event: &TaskEvent,
         ctx: &EventContext,
         now: OffsetDateTime,
+        sequence: String,
     ) -> Result<OutgoingEvent, cloudevents_model::BuildError> {
         let task_id = task.id().to_string();
         let user_id = task.user_id().to_string();
@@ -332,6 +374,7 @@ impl EventFactory {
             .extension(EXT_TRACEID, correlation.clone())
             .extension(EXT_CORRELATIONID, correlation)
             .extension(EXT_PARTITIONKEY, user_id.clone())
+            .extension(EXT_SEQUENCE, sequence)
             .data(data)
             .build()?;
         Ok(OutgoingEvent {

@@ -151,7 +151,8 @@ pub fn build_delivery(
                 DispatcherConfig::new()
                     .with_queue_capacity(events.queue_capacity)
                     .with_max_batch(events.batch_max)
-                    .with_linger(events.batch_linger),
+                    .with_linger(events.batch_linger)
+                    .with_max_attempts(events.max_attempts),
                 log.clone(),
             );
             let publisher: Arc<dyn EventPublisher> =

@@ -4,14 +4,14 @@
 use std::sync::Arc;
 
 use task_domain::{Task, TaskId, TaskPatch, UserId, clear_completed};
-use task_store::{NewOutboxMessage, Staged, Store, StoreError};
+use task_store::{Locked, NewOutboxMessage, Staged, Store, StoreError};
 use time::OffsetDateTime;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
 use crate::dto::NewTaskInput;
 use crate::error::ApiError;
-use crate::events::{EventContext, EventFactory, OutgoingEvent};
+use crate::events::{EventContext, EventFactory, Numbering, OutgoingEvent};
 use crate::metrics::ExtraMetric;
 use crate::middleware::RequestContext;
 use crate::outbox::RelayCounters;
@@ -92,17 +92,19 @@ impl TaskService {
         matches!(self.delivery, Delivery::Outbox { .. })
     }
 
-    /// The CloudEvents of a change, and the outbox rows to write with it (none unless in outbox mode).
+    /// The CloudEvents of a change, and the outbox rows to write with it (none unless in outbox mode). Called
+    /// inside the change's transaction, under its row lock: `now` and `numbering` come from there.
     fn stage(
         &self,
         task: &Task,
         events: &[task_domain::TaskEvent],
         ectx: &EventContext,
         now: OffsetDateTime,
+        numbering: &mut Numbering,
     ) -> Result<Staged<Vec<OutgoingEvent>>, ApiError> {
         let outgoing = self
             .factory
-            .build(task, events, ectx, now)
+            .build(task, events, ectx, now, numbering)
             .map_err(ApiError::internal)?;
         let rows = if self.outbox_mode() {
             outbox_rows(&outgoing)?
@@ -132,9 +134,22 @@ impl TaskService {
     ) -> Result<Task, ApiError> {
         let now = OffsetDateTime::now_utc();
         let (task, events) = Task::create(TaskId::new_v4(), user, input.title, input.due_date, now);
-        let staged = self.stage(&task, &events, &event_context(ctx), now)?;
-        self.store.insert_task(&task, &staged.outbox).await?;
-        self.deliver(staged.value, ctx);
+        let ectx = event_context(ctx);
+        let outgoing = self
+            .store
+            .insert_task(&task, |locked: Locked| {
+                // The task's own `now`, not the lock's: its `created_at` is already set, and no change of this
+                // task can commit before this one.
+                self.stage(
+                    &task,
+                    &events,
+                    &ectx,
+                    now,
+                    &mut Numbering::new(locked.sequence),
+                )
+            })
+            .await?;
+        self.deliver(outgoing, ctx);
         Ok(task)
     }
 
@@ -158,14 +173,14 @@ impl TaskService {
         patch: TaskPatch,
         ctx: &RequestContext,
     ) -> Result<Task, ApiError> {
-        let now = OffsetDateTime::now_utc();
         let ectx = event_context(ctx);
         let (task, events) = self
             .store
-            .update_task(id, |task: &mut Task| {
+            .update_task(id, |task: &mut Task, locked: Locked| {
                 owned_by(task, user)?;
-                let events = task.update(patch, now);
-                self.stage(task, &events, &ectx, now)
+                let events = task.update(patch, locked.now);
+                let mut numbering = Numbering::new(locked.sequence);
+                self.stage(task, &events, &ectx, locked.now, &mut numbering)
             })
             .await?;
         self.deliver(events, ctx);
@@ -200,13 +215,13 @@ impl TaskService {
         id: TaskId,
         ctx: &RequestContext,
     ) -> Result<Task, ApiError> {
-        let now = OffsetDateTime::now_utc();
         let ectx = event_context(ctx);
         let (task, events) = self
             .store
-            .delete_task(id, |task: &Task| {
+            .delete_task(id, |task: &Task, locked: Locked| {
                 owned_by(task, user)?;
-                self.stage(task, &task.delete(), &ectx, now)
+                let mut numbering = Numbering::new(locked.sequence);
+                self.stage(task, &task.delete(), &ectx, locked.now, &mut numbering)
             })
             .await?;
         self.deliver(events, ctx);
@@ -219,17 +234,17 @@ impl TaskService {
         user: UserId,
         ctx: &RequestContext,
     ) -> Result<Vec<Task>, ApiError> {
-        let now = OffsetDateTime::now_utc();
         let ectx = event_context(ctx);
         let (removed, events) = self
             .store
-            .delete_completed(user, |tasks: &[Task]| {
+            .delete_completed(user, |tasks: &[Task], locked: Locked| {
                 let mut all = Staged::new(Vec::new());
+                let mut numbering = Numbering::new(locked.sequence);
                 for (task_id, events) in clear_completed(tasks) {
                     let Some(task) = tasks.iter().find(|task| task.id() == task_id) else {
                         continue;
                     };
-                    let staged = self.stage(task, &events, &ectx, now)?;
+                    let staged = self.stage(task, &events, &ectx, locked.now, &mut numbering)?;
                     all.value.extend(staged.value);
                     all.outbox.extend(staged.outbox);
                 }

@@ -8,6 +8,7 @@ mod models;
 mod outbox;
 mod pool;
 mod schema;
+mod sequence;
 mod store;
 mod users;
 
@@ -20,5 +21,6 @@ pub use crate::migrations::{POSTGRES_MIGRATIONS, SQLITE_MIGRATIONS, run_pending}
 pub use crate::outbox::{
     FailureOutcome, NewOutboxMessage, OutboxClaim, OutboxCounts, OutboxMessage,
 };
+pub use crate::sequence::{EventSequence, Locked, SequenceExhausted, format_sequence};
 pub use crate::store::{PoolStatus, Staged, Store};
 pub use crate::users::{NewUser, User};

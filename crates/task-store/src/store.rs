@@ -22,6 +22,7 @@ use crate::outbox::{
     FailureOutcome, NewOutboxMessage, OutboxClaim, OutboxCounts, OutboxMessage, truncate_error,
 };
 use crate::pool::{self, SqliteConn};
+use crate::sequence::{EventSequence, Locked};
 use crate::users::{NewUser, User};
 
 /// The persistence handle: cheap to clone (the pool inside is shared).
@@ -322,15 +323,17 @@ impl Store {
 
     // ---- tasks ----
 
-    /// Stores a new task (made with `Task::create`) and `outbox` in one transaction. A user that does not
-    /// exist fails with [`StoreError::ForeignKeyViolation`].
-    pub async fn insert_task(
-        &self,
-        task: &Task,
-        outbox: &[NewOutboxMessage],
-    ) -> Result<(), StoreError> {
-        let now = task_domain::normalize(OffsetDateTime::now_utc());
-        in_transaction!(self, |conn| {
+    /// Stores a new task (made with `Task::create`) in one transaction, with the outbox rows `stage` returns;
+    /// `stage` is called inside the transaction with its [`Locked`] context (the sequence block for the task's
+    /// events). Returns the closure's value. A user that does not exist fails with
+    /// [`StoreError::ForeignKeyViolation`]; an `Err` from `stage` rolls back and is returned as is.
+    pub async fn insert_task<T, E, F>(&self, task: &Task, stage: F) -> Result<T, E>
+    where
+        F: FnOnce(Locked) -> Result<Staged<T>, E> + Send,
+        T: Send,
+        E: From<StoreError> + Send,
+    {
+        let res: Result<T, TxError<E>> = in_transaction!(self, |conn| {
             diesel::insert_into(tasks::table)
                 .values((
                     tasks::id.eq(DbUuid::from(task.id())),
@@ -343,9 +346,12 @@ impl Store {
                 ))
                 .execute(conn)
                 .await?;
-            insert_outbox!(conn, outbox, now);
-            Ok::<_, StoreError>(())
-        })
+            let locked = locked(conn).await?;
+            let staged = stage(locked).map_err(TxError::Caller)?;
+            insert_outbox!(conn, &staged.outbox, locked.now);
+            Ok(staged.value)
+        });
+        res.map_err(TxError::into_caller)
     }
 
     /// The task with this id, whoever owns it ([`StoreError::NotFound`] when there is none).
@@ -378,25 +384,27 @@ impl Store {
         into_tasks(rows)
     }
 
-    /// Read-modify-write of one task in one transaction: locks the row, calls `change` with the current task
-    /// (it checks ownership, applies a domain operation and returns the events and outbox rows), writes the task
-    /// back if it changed, writes the outbox rows, and commits. Returns the task as stored and the closure's value.
+    /// Read-modify-write of one task in one transaction: locks the row, calls `change` with the current task and
+    /// the [`Locked`] context (the instant and sequence block, both taken under the lock; `change` checks
+    /// ownership, applies a domain operation and returns the events and outbox rows), writes the task back if it
+    /// changed, writes the outbox rows, and commits. Returns the task as stored and the closure's value.
     ///
     /// No such task: `E::from(StoreError::NotFound)`. An `Err` from `change` rolls back and is returned as is.
     pub async fn update_task<T, E, F>(&self, id: TaskId, change: F) -> Result<(Task, T), E>
     where
-        F: FnOnce(&mut Task) -> Result<Staged<T>, E> + Send,
+        F: FnOnce(&mut Task, Locked) -> Result<Staged<T>, E> + Send,
         T: Send,
         E: From<StoreError> + Send,
     {
-        let now = task_domain::normalize(OffsetDateTime::now_utc());
         let res: Result<(Task, T), TxError<E>> = in_transaction!(self, |conn| {
             let row = BackendQueries::lock_task(conn, DbUuid::from(id))
                 .await?
                 .ok_or(StoreError::NotFound)?;
             let before = Task::try_from(row)?;
             let mut task = before.clone();
-            let staged = change(&mut task).map_err(TxError::Caller)?;
+            let locked = locked(conn).await?;
+            let now = locked.now;
+            let staged = change(&mut task, locked).map_err(TxError::Caller)?;
             if task != before {
                 diesel::update(tasks::table.find(DbUuid::from(id)))
                     .set((
@@ -414,23 +422,25 @@ impl Store {
         res.map_err(TxError::into_caller)
     }
 
-    /// Deletes one task in one transaction: locks the row, calls `decide` with it (ownership check, events,
-    /// outbox rows), deletes it and writes the outbox rows. Returns the deleted task and the closure's value.
+    /// Deletes one task in one transaction: locks the row, calls `decide` with it and the [`Locked`] context
+    /// (ownership check, events, outbox rows), deletes it and writes the outbox rows. Returns the deleted task and
+    /// the closure's value.
     ///
     /// No such task: `E::from(StoreError::NotFound)`. An `Err` from `decide` rolls back and is returned as is.
     pub async fn delete_task<T, E, F>(&self, id: TaskId, decide: F) -> Result<(Task, T), E>
     where
-        F: FnOnce(&Task) -> Result<Staged<T>, E> + Send,
+        F: FnOnce(&Task, Locked) -> Result<Staged<T>, E> + Send,
         T: Send,
         E: From<StoreError> + Send,
     {
-        let now = task_domain::normalize(OffsetDateTime::now_utc());
         let res: Result<(Task, T), TxError<E>> = in_transaction!(self, |conn| {
             let row = BackendQueries::lock_task(conn, DbUuid::from(id))
                 .await?
                 .ok_or(StoreError::NotFound)?;
             let task = Task::try_from(row)?;
-            let staged = decide(&task).map_err(TxError::Caller)?;
+            let locked = locked(conn).await?;
+            let now = locked.now;
+            let staged = decide(&task, locked).map_err(TxError::Caller)?;
             diesel::delete(tasks::table.find(DbUuid::from(id)))
                 .execute(conn)
                 .await?;
@@ -441,23 +451,24 @@ impl Store {
     }
 
     /// Deletes all completed tasks of `user_id` in one transaction: locks them, calls `decide` with them (oldest
-    /// first), deletes them and writes the outbox rows. Returns the removed tasks and the closure's value; with
-    /// nothing to remove, `decide` gets an empty slice.
+    /// first) and the [`Locked`] context, deletes them and writes the outbox rows. Returns the removed tasks and
+    /// the closure's value; with nothing to remove, `decide` gets an empty slice.
     pub async fn delete_completed<T, E, F>(
         &self,
         user_id: UserId,
         decide: F,
     ) -> Result<(Vec<Task>, T), E>
     where
-        F: FnOnce(&[Task]) -> Result<Staged<T>, E> + Send,
+        F: FnOnce(&[Task], Locked) -> Result<Staged<T>, E> + Send,
         T: Send,
         E: From<StoreError> + Send,
     {
-        let now = task_domain::normalize(OffsetDateTime::now_utc());
         let res: Result<(Vec<Task>, T), TxError<E>> = in_transaction!(self, |conn| {
             let rows = BackendQueries::lock_completed(conn, DbUuid::from(user_id)).await?;
             let removed = into_tasks(rows)?;
-            let staged = decide(&removed).map_err(TxError::Caller)?;
+            let locked = locked(conn).await?;
+            let now = locked.now;
+            let staged = decide(&removed, locked).map_err(TxError::Caller)?;
             let ids: Vec<DbUuid> = removed.iter().map(|task| DbUuid::from(task.id())).collect();
             if !ids.is_empty() {
                 diesel::delete(tasks::table.filter(tasks::id.eq_any(&ids)))
@@ -693,6 +704,9 @@ trait BackendQueries {
         messages: &[NewOutboxMessage],
         now: OffsetDateTime,
     ) -> QueryResult<()>;
+    /// The next transaction number of the event sequence (see [`EventSequence`]); call it after the rows the
+    /// transaction changes are locked.
+    async fn next_event_sequence(&mut self) -> QueryResult<EventSequence>;
     /// Makes concurrent outbox claims wait for each other until the end of the transaction.
     async fn serialize_claims(&mut self) -> QueryResult<()>;
     /// The oldest `limit` pending outbox rows, locked for the rest of the transaction.
@@ -753,6 +767,29 @@ fn blocked_keys(
     blocked
 }
 
+/// The [`Locked`] context of a transaction whose rows are locked: the instant now and the next sequence block.
+async fn locked<C: BackendQueries>(conn: &mut C) -> QueryResult<Locked> {
+    let sequence = conn.next_event_sequence().await?;
+    Ok(Locked {
+        now: task_domain::normalize(OffsetDateTime::now_utc()),
+        sequence,
+    })
+}
+
+/// The one row of `next_event_sequence`'s statements.
+#[derive(QueryableByName)]
+struct SequenceValue {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    value: i64,
+}
+
+impl SequenceValue {
+    fn into_sequence(self) -> EventSequence {
+        // Both sources start at 1 and PostgreSQL's stops at 2⁴⁴ - 1 (migration 000007).
+        EventSequence::from_transaction(u64::try_from(self.value).unwrap_or(0))
+    }
+}
+
 /// The advisory lock key that serializes outbox claims across relays (an arbitrary constant: "pakaura outbox").
 const OUTBOX_CLAIM_LOCK: i64 = 0x0070_616b_6175_7261;
 
@@ -805,6 +842,13 @@ impl BackendQueries for AsyncPgConnection {
             };
         }
         Ok(())
+    }
+
+    async fn next_event_sequence(&mut self) -> QueryResult<EventSequence> {
+        let row: SequenceValue = diesel::sql_query("SELECT nextval('event_sequence') AS value")
+            .get_result(self)
+            .await?;
+        Ok(row.into_sequence())
     }
 
     async fn serialize_claims(&mut self) -> QueryResult<()> {
@@ -878,6 +922,16 @@ impl BackendQueries for SqliteConn {
                 .await?;
         }
         Ok(())
+    }
+
+    async fn next_event_sequence(&mut self) -> QueryResult<EventSequence> {
+        // The write lock of `BEGIN IMMEDIATE` serializes this with every other transaction.
+        let row: SequenceValue = diesel::sql_query(
+            "UPDATE event_sequence SET value = value + 1 WHERE id = 1 RETURNING value",
+        )
+        .get_result(self)
+        .await?;
+        Ok(row.into_sequence())
     }
 
     async fn serialize_claims(&mut self) -> QueryResult<()> {

@@ -8,5 +8,6 @@ mod client_address;
 mod errors;
 mod events;
 mod health;
+mod ordering;
 mod outbox;
 mod tasks;

@@ -41,9 +41,22 @@ fn title(text: &str) -> TaskTitle {
     TaskTitle::parse(text).expect("test titles are valid")
 }
 
+/// Stores a new task with `outbox` through the store's transactional insert.
+async fn insert(
+    store: &Store,
+    task: &Task,
+    outbox: Vec<NewOutboxMessage>,
+) -> Result<(), StoreError> {
+    store
+        .insert_task(task, |_| {
+            Ok::<_, StoreError>(Staged::new(()).with_outbox(outbox))
+        })
+        .await
+}
+
 async fn task(store: &Store, owner: &User, text: &str, at: OffsetDateTime) -> Task {
     let (task, _) = Task::create(TaskId::new_v4(), owner.id, title(text), None, at);
-    store.insert_task(&task, &[]).await.expect("insert task");
+    insert(store, &task, Vec::new()).await.expect("insert task");
     task
 }
 
@@ -134,7 +147,7 @@ pub(crate) async fn a_task_round_trips_with_its_due_date_and_timestamps(store: &
         Some(due),
         T0,
     );
-    store.insert_task(&created, &[]).await.unwrap();
+    insert(store, &created, Vec::new()).await.unwrap();
 
     let stored = store.get_task(created.id()).await.unwrap();
     assert_eq!(stored, created);
@@ -167,7 +180,7 @@ pub(crate) async fn tasks_are_listed_newest_first_per_user_with_the_completed_fi
     .await;
     task(store, &other, "not mine", T0 + Duration::from_secs(5)).await;
     store
-        .update_task(second.id(), |task| {
+        .update_task(second.id(), |task, _| {
             Ok::<_, StoreError>(Staged::new(task.complete(T0 + Duration::from_secs(9))))
         })
         .await
@@ -206,7 +219,7 @@ pub(crate) async fn a_task_for_an_unknown_user_is_a_foreign_key_violation(store:
         None,
         T0,
     );
-    let res = store.insert_task(&orphan, &[message("p", "x")]).await;
+    let res = insert(store, &orphan, vec![message("p", "x")]).await;
     assert!(
         matches!(res, Err(StoreError::ForeignKeyViolation { .. })),
         "{res:?}"
@@ -233,7 +246,7 @@ pub(crate) async fn an_update_writes_the_task_and_its_outbox_rows_together(store
     };
 
     let (updated, events) = store
-        .update_task(before.id(), |task| {
+        .update_task(before.id(), |task, _| {
             let events = task.update(patch, later);
             let outbox = messages(task, &events);
             Ok::<_, StoreError>(Staged::new(events).with_outbox(outbox))
@@ -266,7 +279,7 @@ pub(crate) async fn a_rejected_update_rolls_back_the_change_and_the_outbox(store
     let stranger = UserId::new_v4();
 
     let res = store
-        .update_task(before.id(), |task| {
+        .update_task(before.id(), |task, _| {
             let events = task.update(
                 TaskPatch {
                     title: Some(title("hijacked")),
@@ -291,7 +304,7 @@ pub(crate) async fn an_update_that_changes_nothing_writes_nothing(store: &Store)
     let owner = user(store, "iris@example.com").await;
     let before = task(store, &owner, "same", T0).await;
     let (after, events) = store
-        .update_task(before.id(), |task| {
+        .update_task(before.id(), |task, _| {
             let events = task.update(
                 TaskPatch {
                     title: Some(title("same")),
@@ -312,11 +325,15 @@ pub(crate) async fn an_update_that_changes_nothing_writes_nothing(store: &Store)
 
 pub(crate) async fn updating_or_deleting_a_missing_task_is_not_found(store: &Store) {
     let update = store
-        .update_task(TaskId::new_v4(), |_| Ok::<_, StoreError>(Staged::new(())))
+        .update_task(TaskId::new_v4(), |_, _| {
+            Ok::<_, StoreError>(Staged::new(()))
+        })
         .await;
     assert!(matches!(update, Err(StoreError::NotFound)), "{update:?}");
     let delete = store
-        .delete_task(TaskId::new_v4(), |_| Ok::<_, StoreError>(Staged::new(())))
+        .delete_task(TaskId::new_v4(), |_, _| {
+            Ok::<_, StoreError>(Staged::new(()))
+        })
         .await;
     assert!(matches!(delete, Err(StoreError::NotFound)), "{delete:?}");
 }
@@ -329,7 +346,7 @@ pub(crate) async fn concurrent_updates_of_one_task_are_serialized(store: &Store)
         let store = store.clone();
         workers.spawn(async move {
             store
-                .update_task(shared, move |task| {
+                .update_task(shared, move |task, _| {
                     let appended = title(&format!("{}{letter}", task.title()));
                     let events = task.update(
                         TaskPatch {
@@ -356,6 +373,57 @@ pub(crate) async fn concurrent_updates_of_one_task_are_serialized(store: &Store)
     );
 }
 
+/// The `Locked` context follows the commit order of one task: each concurrent update sees the title the previous
+/// commit left, and its sequence block and instant are after that commit's.
+pub(crate) async fn concurrent_updates_of_one_task_see_sequence_and_time_in_commit_order(
+    store: &Store,
+) {
+    let owner = user(store, "lena@example.com").await;
+    let shared = task(store, &owner, "x", T0).await.id();
+    let mut workers = tokio::task::JoinSet::new();
+    for letter in ["a", "b", "c", "d", "e", "f", "g", "h"] {
+        let store = store.clone();
+        workers.spawn(async move {
+            store
+                .update_task(shared, move |task, locked| {
+                    let appended = format!("{}{letter}", task.title());
+                    let events = task.update(
+                        TaskPatch {
+                            title: Some(title(&appended)),
+                            ..TaskPatch::default()
+                        },
+                        locked.now,
+                    );
+                    assert!(!events.is_empty());
+                    Ok::<_, StoreError>(Staged::new((appended, locked)))
+                })
+                .await
+        });
+    }
+    let mut commits = Vec::new();
+    while let Some(res) = workers.join_next().await {
+        let (_, (title, locked)) = res.expect("worker ran").expect("update committed");
+        commits.push((title, locked));
+    }
+    // Each commit appended one letter to what the previous commit left, so the title length is the commit order.
+    commits.sort_by_key(|(title, _)| title.len());
+    for pair in commits.windows(2) {
+        let ((before_title, before), (after_title, after)) = (&pair[0], &pair[1]);
+        assert!(after_title.starts_with(before_title.as_str()));
+        assert!(
+            after.sequence > before.sequence,
+            "{after_title} committed after {before_title} but took {:?} <= {:?}",
+            after.sequence,
+            before.sequence
+        );
+        assert!(
+            after.sequence.nth_text(0).unwrap() > before.sequence.nth_text(99).unwrap(),
+            "the texts sort like the commits"
+        );
+        assert!(after.now >= before.now, "time went backwards for one task");
+    }
+}
+
 pub(crate) async fn a_delete_removes_the_row_and_writes_the_outbox(store: &Store) {
     let owner = user(store, "kate@example.com").await;
     let (doomed, _) = Task::create(
@@ -365,10 +433,12 @@ pub(crate) async fn a_delete_removes_the_row_and_writes_the_outbox(store: &Store
         Some(DueDate::new(T0 + Duration::from_secs(60))),
         T0,
     );
-    store.insert_task(&doomed, &[]).await.unwrap();
+    insert(store, &doomed, Vec::new()).await.unwrap();
 
     let refused = store
-        .delete_task(doomed.id(), |_| Err::<Staged<()>, _>(TestError::Forbidden))
+        .delete_task(doomed.id(), |_, _| {
+            Err::<Staged<()>, _>(TestError::Forbidden)
+        })
         .await;
     assert!(matches!(refused, Err(TestError::Forbidden)));
     assert!(
@@ -377,7 +447,7 @@ pub(crate) async fn a_delete_removes_the_row_and_writes_the_outbox(store: &Store
     );
 
     let (deleted, events) = store
-        .delete_task(doomed.id(), |task| {
+        .delete_task(doomed.id(), |task, _| {
             let events = task.delete();
             let outbox = messages(task, &events);
             Ok::<_, StoreError>(Staged::new(events).with_outbox(outbox))
@@ -406,7 +476,7 @@ pub(crate) async fn clear_completed_removes_only_the_users_completed_tasks(store
     let others_done = task(store, &other, "other's done", T0).await;
     for id in [old_done.id(), new_done.id(), others_done.id()] {
         store
-            .update_task(id, |task| {
+            .update_task(id, |task, _| {
                 Ok::<_, StoreError>(Staged::new(task.complete(T0)))
             })
             .await
@@ -414,7 +484,7 @@ pub(crate) async fn clear_completed_removes_only_the_users_completed_tasks(store
     }
 
     let (removed, count) = store
-        .delete_completed(owner.id, |tasks| {
+        .delete_completed(owner.id, |tasks, _| {
             let outbox = task_domain::clear_completed(tasks)
                 .into_iter()
                 .flat_map(|(id, events)| {
@@ -450,7 +520,7 @@ pub(crate) async fn clear_completed_removes_only_the_users_completed_tasks(store
     );
 
     let (none, _) = store
-        .delete_completed(owner.id, |tasks| {
+        .delete_completed(owner.id, |tasks, _| {
             Ok::<_, StoreError>(Staged::new(tasks.len()))
         })
         .await
@@ -468,7 +538,7 @@ pub(crate) async fn inserting_a_task_writes_its_outbox_rows_in_order(store: &Sto
         T0,
     );
     let outbox = messages(&created, &events);
-    store.insert_task(&created, &outbox).await.unwrap();
+    insert(store, &created, outbox.clone()).await.unwrap();
     let rows = store.outbox_rows().await.unwrap();
     let ids: Vec<Uuid> = rows.iter().map(|row| row.id).collect();
     let expected: Vec<Uuid> = outbox.iter().map(|message| message.id).collect();

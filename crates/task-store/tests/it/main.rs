@@ -44,6 +44,7 @@ contract_tests!(
     an_update_that_changes_nothing_writes_nothing,
     updating_or_deleting_a_missing_task_is_not_found,
     concurrent_updates_of_one_task_are_serialized,
+    concurrent_updates_of_one_task_see_sequence_and_time_in_commit_order,
     a_delete_removes_the_row_and_writes_the_outbox,
     clear_completed_removes_only_the_users_completed_tasks,
     inserting_a_task_writes_its_outbox_rows_in_order,

@@ -198,6 +198,8 @@ pub(crate) struct Options {
     pub(crate) outbox_max_attempts: u32,
     /// How long a fire-and-forget lane waits for a batch to fill.
     pub(crate) batch_linger: Duration,
+    /// Attempts of a fire-and-forget event before it is given up.
+    pub(crate) dispatcher_max_attempts: u32,
 }
 
 impl Options {
@@ -212,6 +214,7 @@ impl Options {
             publish_timeout: Duration::from_millis(500),
             outbox_max_attempts: 20,
             batch_linger: Duration::ZERO,
+            dispatcher_max_attempts: 5,
         }
     }
 
@@ -301,6 +304,7 @@ impl TestApp {
         let mut events = EventsConfig {
             publish_timeout: options.publish_timeout,
             batch_linger: options.batch_linger,
+            max_attempts: options.dispatcher_max_attempts,
             ..EventsConfig::default()
         };
         events.outbox.poll_interval = Duration::from_millis(50);
@@ -419,6 +423,20 @@ impl TestApp {
             cookie_value(&answer, "auth_token").expect("the register answer sets auth_token");
         let id = Uuid::parse_str(answer.body["id"].as_str().expect("id")).expect("uuid id");
         User { id, email, token }
+    }
+
+    /// The value of metric `name` on `/metrics` (0 when absent).
+    pub(crate) async fn metric(&self, name: &str) -> f64 {
+        let answer = self.request("GET", "/metrics", None, None).await;
+        answer
+            .text
+            .lines()
+            .filter(|line| !line.starts_with('#'))
+            .find_map(|line| {
+                let (key, value) = line.split_once(' ')?;
+                (key == name).then(|| value.trim().parse().ok()).flatten()
+            })
+            .unwrap_or(0.0)
     }
 
     /// Creates a task and returns its JSON.

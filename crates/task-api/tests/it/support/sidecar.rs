@@ -1,5 +1,6 @@
 //! An in-test Dapr sidecar: an HTTP server that records every published event, from single and bulk publish
-//! requests alike, and answers as told (204, 500, 403, or never), the way daprd does.
+//! requests alike, and answers as told (204, 500, 403, never, or failing a random share of events), the way
+//! daprd does. It also records which events it *accepted* (what daprd would have handed to Kafka), in order.
 
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
@@ -19,6 +20,10 @@ pub(crate) enum Mode {
     Reject,
     /// Never answers.
     Hang,
+    /// Fails each event with this probability in percent, at random: a single publish is answered 500; a bulk
+    /// request is answered 500 with `failedEntries` naming the failed entries while the others are accepted
+    /// (daprd's answer to a partial failure).
+    Flaky(u8),
 }
 
 /// One published event as received: a single publish request, or one entry of a bulk request (then the
@@ -47,6 +52,7 @@ pub(crate) struct Received {
 struct Shared {
     mode: Mutex<Mode>,
     received: Mutex<Vec<Received>>,
+    accepted: Mutex<Vec<Received>>,
 }
 
 /// A running test sidecar.
@@ -78,7 +84,7 @@ async fn publish(
     let segments: Vec<&str> = req.path().trim_start_matches('/').split('/').collect();
     let (pubsub, topic, bulk) = match segments.as_slice() {
         ["v1.0", "publish", pubsub, topic] => ((*pubsub).to_owned(), (*topic).to_owned(), false),
-        ["v1.0-alpha1", "publish", "bulk", pubsub, topic] => {
+        ["v1.0-alpha1" | "v1.0", "publish", "bulk", pubsub, topic] => {
             ((*pubsub).to_owned(), (*topic).to_owned(), true)
         }
         _ => (String::new(), String::new(), false),
@@ -100,38 +106,56 @@ async fn publish(
             bulk,
         };
     let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    let mut entry_ids = Vec::new();
+    let fails = |mode: Mode| match mode {
+        Mode::Accept | Mode::Hang => false,
+        Mode::Fail | Mode::Reject => true,
+        Mode::Flaky(percent) => rand::random_range(0..100u8) < percent,
+    };
+    let mut failed_ids = Vec::new();
     if bulk {
         // `[{"entryId", "event", "contentType", "metadata": {"partitionKey"}}]`
         let entries = body.as_array().cloned().unwrap_or_default();
         let mut got = shared.received.lock().unwrap();
+        let mut accepted = shared.accepted.lock().unwrap();
         for entry in entries {
             let text = |value: &Value| value.as_str().map(str::to_owned);
-            entry_ids.push(entry["entryId"].clone());
-            got.push(received(
+            let one = received(
                 entry["event"].clone(),
                 text(&entry["contentType"]),
                 text(&entry["metadata"]["partitionKey"]).or_else(|| partition_key.clone()),
-            ));
+            );
+            if fails(mode) {
+                failed_ids.push(entry["entryId"].clone());
+            } else {
+                accepted.push(one.clone());
+            }
+            got.push(one);
         }
     } else {
         let got = received(body, header("content-type"), partition_key);
+        if fails(mode) {
+            failed_ids.push(Value::Null);
+        } else {
+            shared.accepted.lock().unwrap().push(got.clone());
+        }
         shared.received.lock().unwrap().push(got);
     }
+    if failed_ids.is_empty() {
+        return HttpResponse::NoContent().finish();
+    }
     match mode {
-        Mode::Accept | Mode::Hang => HttpResponse::NoContent().finish(),
+        Mode::Reject => HttpResponse::Forbidden()
+            .json(serde_json::json!({"errorCode": "ERR_PUBSUB_FORBIDDEN", "message": "topic not allowed"})),
         // daprd lists every failed entry of a bulk request (all of them when the broker is down).
-        Mode::Fail if bulk => HttpResponse::InternalServerError().json(serde_json::json!({
-            "failedEntries": entry_ids
+        _ if bulk => HttpResponse::InternalServerError().json(serde_json::json!({
+            "failedEntries": failed_ids
                 .iter()
                 .map(|id| serde_json::json!({"entryId": id, "error": "broker down"}))
                 .collect::<Vec<_>>(),
             "errorCode": "ERR_PUBSUB_PUBLISH_MESSAGE",
         })),
-        Mode::Fail => HttpResponse::InternalServerError()
+        _ => HttpResponse::InternalServerError()
             .json(serde_json::json!({"errorCode": "ERR_PUBSUB_PUBLISH_MESSAGE", "message": "broker down"})),
-        Mode::Reject => HttpResponse::Forbidden()
-            .json(serde_json::json!({"errorCode": "ERR_PUBSUB_FORBIDDEN", "message": "topic not allowed"})),
     }
 }
 
@@ -152,6 +176,7 @@ impl Sidecar {
         let shared = Arc::new(Shared {
             mode: Mutex::new(mode),
             received: Mutex::new(Vec::new()),
+            accepted: Mutex::new(Vec::new()),
         });
         let listener = TcpListener::bind(("127.0.0.1", port)).expect("bind the sidecar port");
         let port = listener.local_addr().expect("local address").port();
@@ -189,6 +214,12 @@ impl Sidecar {
     /// Everything received so far.
     pub(crate) fn received(&self) -> Vec<Received> {
         self.shared.received.lock().unwrap().clone()
+    }
+
+    /// Every event accepted so far (answered 204, or not named in a bulk answer's `failedEntries`), in the order
+    /// it was accepted: what daprd would have handed to Kafka.
+    pub(crate) fn accepted(&self) -> Vec<Received> {
+        self.shared.accepted.lock().unwrap().clone()
     }
 
     /// Waits until at least `count` publishes arrived (at most 10 s), then returns them all.
