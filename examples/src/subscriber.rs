@@ -594,15 +594,12 @@ mod tests {
     #[test]
     fn an_older_change_of_a_task_arriving_late_is_acknowledged_as_stale() {
         let state = state(100);
-        let task = Uuid::new_v4().to_string();
-        let (_, older) = created_body(&[
-            ("subject", json!(task)),
-            ("sequence", json!("00000000000000000001")),
-        ]);
-        let (_, newer) = created_body(&[
-            ("subject", json!(task)),
-            ("sequence", json!("00000000000000000002")),
-        ]);
+        let (_, newer) = created_body(&[("sequence", json!("00000000000000000002"))]);
+        // The same task's earlier change: another id, a lower sequence.
+        let mut older: Value = serde_json::from_slice(&newer).unwrap();
+        older["id"] = json!(Uuid::new_v4().to_string());
+        older["sequence"] = json!("00000000000000000001");
+        let older = serde_json::to_vec(&older).unwrap();
         assert_eq!(
             state.handle(Route::Tasks, &newer, KafkaPlacement::default()),
             Outcome::Processed
