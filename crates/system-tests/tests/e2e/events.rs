@@ -324,7 +324,7 @@ pub(crate) fn check_envelope(received: &Received) -> anyhow::Result<()> {
         .map(|(k, _)| k)
         .collect();
     ensure!(nulls.is_empty(), "null attributes: {nulls:?}");
-    // Extensions: the service's three and daprd's three, nothing else.
+    // Extensions: the service's four and daprd's three, nothing else.
     let extensions: BTreeMap<&str, String> = event
         .extensions()
         .map(|(name, value)| (name, value.to_canonical_string().into_owned()))
@@ -336,11 +336,18 @@ pub(crate) fn check_envelope(received: &Received) -> anyhow::Result<()> {
                 "correlationid",
                 "partitionkey",
                 "pubsubname",
+                "sequence",
                 "topic",
                 "traceid",
                 "tracestate"
             ],
         "extensions {names:?}"
+    );
+    ensure!(
+        extensions["sequence"].len() == 20
+            && extensions["sequence"].bytes().all(|b| b.is_ascii_digit()),
+        "sequence {:?} is not 20 zero-padded digits",
+        extensions["sequence"]
     );
     ensure!(
         extensions["topic"] == received.topic,

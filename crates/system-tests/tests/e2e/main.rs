@@ -9,6 +9,7 @@ mod faults;
 mod happy_path;
 mod harness;
 mod mcp;
+mod replicas;
 
 use std::collections::HashSet;
 use std::future::Future;

@@ -48,6 +48,21 @@ fn check_request_events(
     user: &User,
     task_id: &str,
 ) -> Vec<(String, String, Value)> {
+    // The `sequence` extension: 20 digits, growing through the request's events in the order they are listed.
+    let sequences: Vec<&str> = received
+        .iter()
+        .map(|r| r.body["sequence"].as_str().expect("a string sequence"))
+        .collect();
+    for sequence in &sequences {
+        assert!(
+            sequence.len() == 20 && sequence.bytes().all(|b| b.is_ascii_digit()),
+            "{sequence:?}"
+        );
+    }
+    let mut sorted = sequences.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    assert_eq!(sorted.len(), sequences.len(), "distinct sequences: {sequences:?}");
     received
         .iter()
         .map(|r| {
