@@ -104,6 +104,17 @@ pub struct Built {
     pub background: Background,
 }
 
+impl Background {
+    /// Stops the background work at once, as a crash would: the relay drops its round wherever it is and
+    /// leaves its leases to expire. For tests of what other replicas do then.
+    #[cfg(feature = "test-util")]
+    pub fn abort(self) {
+        if let Some(relay) = self.relay {
+            relay.abort();
+        }
+    }
+}
+
 impl Built {
     /// Stops taking events and delivers what is queued within `deadline`.
     pub async fn shutdown(self, deadline: Duration) {

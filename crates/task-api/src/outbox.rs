@@ -108,6 +108,12 @@ pub struct RelayHandle {
 }
 
 impl RelayHandle {
+    /// Stops the relay at once, wherever it is (its leases stay until they expire).
+    #[cfg(feature = "test-util")]
+    pub fn abort(self) {
+        self.task.abort();
+    }
+
     /// Asks the relay to stop after its current round and waits up to `deadline` for it.
     pub async fn shutdown(self, deadline: Duration) {
         let _ = self.stop.send(true);

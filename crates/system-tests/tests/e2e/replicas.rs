@@ -66,13 +66,12 @@ async fn user_load(
             } else {
                 "task.completed"
             };
-            let action = if completed[which] { "uncomplete" } else { "complete" };
-            (
-                "POST",
-                format!("/api/v1/tasks/{task}/{action}"),
-                None,
-                ty,
-            )
+            let action = if completed[which] {
+                "uncomplete"
+            } else {
+                "complete"
+            };
+            ("POST", format!("/api/v1/tasks/{task}/{action}"), None, ty)
         } else {
             (
                 "PATCH",
@@ -243,9 +242,7 @@ async fn two_replicas_with_two_daprds_keep_per_task_order_and_lose_nothing_throu
     }
     let mut lost = Vec::new();
     for ((task, ty), count) in &expected {
-        let got = ids
-            .get(&(task.clone(), ty.clone()))
-            .map_or(0, HashSet::len);
+        let got = ids.get(&(task.clone(), ty.clone())).map_or(0, HashSet::len);
         let exact = !uncertain.contains(task);
         if got < *count || (exact && got != *count) {
             lost.push(format!("{task} {ty}: expected {count}, got {got}"));

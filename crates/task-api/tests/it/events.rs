@@ -62,7 +62,11 @@ fn check_request_events(
     let mut sorted = sequences.clone();
     sorted.sort_unstable();
     sorted.dedup();
-    assert_eq!(sorted.len(), sequences.len(), "distinct sequences: {sequences:?}");
+    assert_eq!(
+        sorted.len(),
+        sequences.len(),
+        "distinct sequences: {sequences:?}"
+    );
     received
         .iter()
         .map(|r| {

@@ -21,14 +21,8 @@ const STEPS: usize = 12;
 /// Percent of events the sidecar fails.
 const FAILURE_PERCENT: u8 = 30;
 
-/// What the workers did that succeeded: titles set by a 200 PATCH that changed the title.
-struct Load {
-    task_ids: Vec<String>,
-    titles: HashSet<String>,
-}
-
-/// Runs the workers: each step picks a task and does a PATCH with a unique title, a complete, or an uncomplete.
-async fn hammer(app: &TestApp, user: &User) -> Load {
+/// Creates the tasks the workers share.
+async fn create_tasks(app: &TestApp, user: &User) -> Vec<String> {
     let mut task_ids = Vec::new();
     for n in 0..TASKS {
         let task = app
@@ -36,16 +30,22 @@ async fn hammer(app: &TestApp, user: &User) -> Load {
             .await;
         task_ids.push(task["id"].as_str().unwrap().to_owned());
     }
+    task_ids
+}
+
+/// Runs the workers against `apps` (replicas of one service, taken in turn): each step picks a task and does a
+/// PATCH with a unique title, a complete, or an uncomplete. Returns the titles set (all PATCHes succeed).
+async fn hammer(apps: &[&TestApp], user: &User, task_ids: &[String], round: usize) -> Vec<String> {
     let mut workers = Vec::new();
     for worker in 0..WORKERS {
-        let ids = task_ids.clone();
         workers.push(async move {
             let mut titles = Vec::new();
             for step in 0..STEPS {
-                let id = &ids[(worker + 2 * step) % ids.len()];
+                let id = &task_ids[(worker + 2 * step) % task_ids.len()];
+                let app = apps[(worker + step) % apps.len()];
                 let (method, path, body) = match (worker + step) % 3 {
                     0 => {
-                        let title = format!("w{worker}-s{step}");
+                        let title = format!("r{round}-w{worker}-s{step}");
                         titles.push(title.clone());
                         (
                             "PATCH",
@@ -67,12 +67,11 @@ async fn hammer(app: &TestApp, user: &User) -> Load {
             titles
         });
     }
-    let titles = futures_util::future::join_all(workers)
+    futures_util::future::join_all(workers)
         .await
         .into_iter()
         .flatten()
-        .collect();
-    Load { task_ids, titles }
+        .collect()
 }
 
 /// The accepted events, first copy of each id only, grouped by task (subject) in acceptance order.
@@ -221,11 +220,23 @@ async fn concurrent_changes_under_partial_failures_arrive_in_commit_order(
     };
     let app = TestApp::with(options).await;
     let user = app.register().await;
-    let load = hammer(&app, &user).await;
-
+    let task_ids = create_tasks(&app, &user).await;
+    let titles = hammer(&[&app], &user, &task_ids, 0).await;
     settle(&app, outbox, Duration::from_secs(60)).await;
-    let by_task = first_copies_by_task(&sidecar.accepted());
-    for task_id in &load.task_ids {
+    check_stories(&app, &user, &task_ids, &titles, &sidecar.accepted()).await;
+    app.shutdown(Duration::from_secs(5)).await;
+}
+
+/// The checks of the module doc over everything `accepted`, against the tasks as `GET` answers them.
+async fn check_stories(
+    app: &TestApp,
+    user: &User,
+    task_ids: &[String],
+    titles: &[String],
+    accepted: &[Received],
+) {
+    let by_task = first_copies_by_task(accepted);
+    for task_id in task_ids {
         let stored = app
             .request(
                 "GET",
@@ -246,11 +257,30 @@ async fn concurrent_changes_under_partial_failures_arrive_in_commit_order(
         .filter(|event| event["type"] == "task.updated")
         .filter_map(|event| event["data"]["changes"]["title"].as_str())
         .collect();
-    for title in &load.titles {
+    for title in titles {
         let count = accepted_titles.iter().filter(|got| *got == title).count();
         assert_eq!(count, 1, "title {title} accepted {count} times after dedup");
     }
-    app.shutdown(Duration::from_secs(5)).await;
+}
+
+/// Outbox mode with two replicas on one database, requests alternating between them; one replica is killed
+/// mid-load (its relay stops wherever it is, leases held) and a new one takes its place.
+async fn outbox_replicas(backend: Backend) {
+    let sidecar = Sidecar::start(Mode::Flaky(FAILURE_PERCENT));
+    let mut options = Options::new(backend).outbox(&sidecar.url());
+    options.outbox_max_attempts = 1_000;
+    let first = TestApp::with(options.clone()).await;
+    let second = TestApp::with(options.clone().replica_of(&first)).await;
+    let user = first.register().await;
+    let task_ids = create_tasks(&first, &user).await;
+    let mut titles = hammer(&[&first, &second], &user, &task_ids, 0).await;
+    second.kill();
+    let third = TestApp::with(options.replica_of(&first)).await;
+    titles.extend(hammer(&[&third, &first], &user, &task_ids, 1).await);
+    settle(&first, true, Duration::from_secs(60)).await;
+    check_stories(&first, &user, &task_ids, &titles, &sidecar.accepted()).await;
+    third.shutdown(Duration::from_secs(5)).await;
+    first.shutdown(Duration::from_secs(5)).await;
 }
 
 async fn fire_and_forget(backend: Backend) {
@@ -268,4 +298,8 @@ db_test!(
 db_test!(
     outbox_keeps_commit_order_under_partial_failures,
     super::outbox
+);
+db_test!(
+    outbox_replicas_keep_commit_order_when_one_is_killed,
+    super::outbox_replicas
 );

@@ -130,6 +130,8 @@ pub(crate) enum TestDatabase {
         /// The database name.
         name: String,
     },
+    /// Another app's database: left to that app.
+    Shared,
 }
 
 impl Drop for TestDatabase {
@@ -139,6 +141,7 @@ impl Drop for TestDatabase {
     )]
     fn drop(&mut self) {
         match self {
+            TestDatabase::Shared => {}
             TestDatabase::Sqlite(path) => {
                 for suffix in ["", "-wal", "-shm", "-journal"] {
                     let mut file = path.clone().into_os_string();
@@ -200,6 +203,8 @@ pub(crate) struct Options {
     pub(crate) batch_linger: Duration,
     /// Attempts of a fire-and-forget event before it is given up.
     pub(crate) dispatcher_max_attempts: u32,
+    /// Another app's database, to run a second replica on (a fresh database when `None`).
+    pub(crate) database: Option<DbConfig>,
 }
 
 impl Options {
@@ -215,7 +220,14 @@ impl Options {
             outbox_max_attempts: 20,
             batch_linger: Duration::ZERO,
             dispatcher_max_attempts: 5,
+            database: None,
         }
+    }
+
+    /// On the database of `app`: a second replica of it.
+    pub(crate) fn replica_of(mut self, app: &TestApp) -> Self {
+        self.database = Some(app.database.clone());
+        self
     }
 
     /// With the real dispatcher against `sidecar`.
@@ -237,6 +249,8 @@ pub(crate) struct TestApp {
     pub(crate) state: web::Data<AppState>,
     /// The fake publisher (records nothing unless `Publishing::Memory`).
     pub(crate) memory: MemoryPublisher,
+    /// The database's settings.
+    pub(crate) database: DbConfig,
     background: Option<Background>,
     /// Dropped after the fields above, so the pool is closed (or at least unused) when the database goes.
     _database: TestDatabase,
@@ -299,7 +313,10 @@ impl TestApp {
     /// A test app with `options`.
     pub(crate) async fn with(options: Options) -> Self {
         let log = logger();
-        let (db, database) = fresh_database(options.backend).await;
+        let (db, database) = match &options.database {
+            Some(shared) => (shared.clone(), TestDatabase::Shared),
+            None => fresh_database(options.backend).await,
+        };
         let store = Store::open(&db, &log).await.expect("open the test store");
         let mut events = EventsConfig {
             publish_timeout: options.publish_timeout,
@@ -354,6 +371,7 @@ impl TestApp {
         Self {
             state,
             memory,
+            database: db,
             background,
             _database: database,
         }
@@ -368,6 +386,13 @@ impl TestApp {
         }
         .shutdown(deadline)
         .await;
+    }
+
+    /// Stops the app as `kill -9` would: background delivery ends wherever it is, nothing is drained.
+    pub(crate) fn kill(mut self) {
+        if let Some(background) = self.background.take() {
+            background.abort();
+        }
     }
 
     /// Sends `req` through a fresh service instance built on this app's state.
