@@ -15,8 +15,11 @@ pub(crate) enum Mode {
     Accept,
     /// 500 with a Dapr-style error body, as Dapr answers when the broker is unreachable.
     Fail,
-    /// 403 with a Dapr-style error body: the sidecar refuses the event itself (topic not allowed).
+    /// 403 with a Dapr-style error body: the deployment refuses the topic (not allowed for this app), the same
+    /// for every event.
     Reject,
+    /// 400 with a Dapr-style error body about the event itself (it cannot be published as sent).
+    RejectEvent,
     /// Never answers.
     Hang,
 }
@@ -132,6 +135,10 @@ async fn publish(
             .json(serde_json::json!({"errorCode": "ERR_PUBSUB_PUBLISH_MESSAGE", "message": "broker down"})),
         Mode::Reject => HttpResponse::Forbidden()
             .json(serde_json::json!({"errorCode": "ERR_PUBSUB_FORBIDDEN", "message": "topic not allowed"})),
+        Mode::RejectEvent => HttpResponse::BadRequest().json(serde_json::json!({
+            "errorCode": "ERR_PUBSUB_CLOUD_EVENTS_SER",
+            "message": "error when marshalling cloud event envelope"
+        })),
     }
 }
 
