@@ -50,7 +50,7 @@ macro_rules! load_blocking {
 }
 
 impl Store {
-    /// Writes outbox rows on their own (mutations write theirs through [`Staged`] or `insert_task`).
+    /// Writes outbox rows on their own (mutations write theirs through [`crate::Staged`] or `insert_task`).
     pub async fn enqueue_outbox(&self, messages: &[NewOutboxMessage]) -> Result<(), StoreError> {
         let now = task_domain::normalize(OffsetDateTime::now_utc());
         in_transaction!(self, |conn| {
