@@ -454,3 +454,65 @@ db_test!(
     metrics_export_the_backlog_and_the_oldest_pending_age,
     super::metrics_export_the_backlog_and_the_oldest_pending_age
 );
+
+async fn a_relay_whose_rows_were_taken_over_deletes_none_of_them(backend: Backend) {
+    // Relay A publishes slowly; meanwhile another relay takes its rows over (as if A had been paused past its
+    // lease): A's delete after the publish must leave them to the new holder, and A counts them as fenced.
+    let sidecar = Sidecar::start(Mode::Slow);
+    let mut options = Options::new(backend).outbox(&sidecar.url());
+    options.publish_timeout = Duration::from_secs(2);
+    let app = TestApp::with(options).await;
+    let user = app.register().await;
+    app.create_task(&user, json!({"title": "taken over"})).await;
+    sidecar.wait_for(1).await;
+    let relay_b = app
+        .state
+        .store
+        .claim_outbox(
+            10,
+            Duration::from_secs(30),
+            time::OffsetDateTime::now_utc() + Duration::from_secs(3600),
+        )
+        .await
+        .unwrap();
+    assert_eq!(relay_b.messages.len(), 2, "{relay_b:?}");
+    let started = Instant::now();
+    loop {
+        let metrics = app.request("GET", "/metrics", None, None).await;
+        if metric(&metrics.text, "outbox_settles_fenced_total") == Some(2.0) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "relay A counts the rows it was fenced off from: {}",
+            metrics.text
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let rows = app.state.store.outbox_rows().await.unwrap();
+    assert_eq!(
+        rows.len(),
+        2,
+        "relay A deleted rows relay B holds: {rows:?}"
+    );
+    assert!(
+        rows.iter().all(|row| row.lease_id == Some(relay_b.lease)),
+        "{rows:?}"
+    );
+    let settled = app
+        .state
+        .store
+        .mark_outbox_delivered(
+            relay_b.lease,
+            &rows.iter().map(|row| row.id).collect::<Vec<_>>(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(settled.settled, 2, "relay B settles its own claim");
+    app.shutdown(Duration::from_millis(200)).await;
+    sidecar.stop().await;
+}
+db_test!(
+    a_relay_whose_rows_were_taken_over_deletes_none_of_them,
+    super::a_relay_whose_rows_were_taken_over_deletes_none_of_them
+);

@@ -22,7 +22,12 @@ pub(crate) enum Mode {
     RejectEvent,
     /// Never answers.
     Hang,
+    /// Records the event, then answers 204 after [`SLOW_ANSWER`].
+    Slow,
 }
+
+/// How long [`Mode::Slow`] takes to answer.
+pub(crate) const SLOW_ANSWER: Duration = Duration::from_millis(500);
 
 /// One published event as received: a single publish request, or one entry of a bulk request (then the
 /// headers are the request's, the content type and partition key the entry's).
@@ -123,6 +128,10 @@ async fn publish(
     }
     match mode {
         Mode::Accept | Mode::Hang => HttpResponse::NoContent().finish(),
+        Mode::Slow => {
+            tokio::time::sleep(SLOW_ANSWER).await;
+            HttpResponse::NoContent().finish()
+        }
         // daprd lists every failed entry of a bulk request (all of them when the broker is down).
         Mode::Fail if bulk => HttpResponse::InternalServerError().json(serde_json::json!({
             "failedEntries": entry_ids
