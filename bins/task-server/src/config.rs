@@ -32,7 +32,7 @@
 //! | `OUTBOX_POLL_INTERVAL_MS` | `500` | relay polling interval |
 //! | `LOG_FORMAT` | `pretty` | `json` or `pretty` |
 //! | `LOG_LEVEL` | `info` | `trace`, `debug`, `info`, `warn`, `error`, `critical` |
-//! | `SHUTDOWN_TIMEOUT_SECONDS` | `25` | graceful shutdown deadline (requests, then event drain) |
+//! | `SHUTDOWN_TIMEOUT_SECONDS` | `25` | graceful shutdown deadline, one for both the request and the event drain |
 //! | `TASK_CONFIG` | unset | TOML file, same as `--config` |
 //!
 //! The TOML file uses the same names in lowercase (`port = 8080`).

@@ -1,7 +1,9 @@
-//! The `task-api` binary: CLI, configuration, root logger, and the `serve` / `migrate` commands.
+//! The `task-api` binary: CLI, configuration, root logger, and the `serve` / `migrate` / `mcp-stdio` / `outbox`
+//! commands.
 
 mod config;
 mod logging;
+mod outbox_cli;
 
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -25,7 +27,7 @@ struct Cli {
     command: Option<Command>,
 }
 
-#[derive(Debug, Clone, Copy, Subcommand)]
+#[derive(Debug, Clone, Subcommand)]
 enum Command {
     /// Serve HTTP until SIGTERM/SIGINT (the default); an embedded SQLite database is created and migrated first.
     Serve,
@@ -37,6 +39,9 @@ enum Command {
         #[arg(long, value_name = "UUID", value_parser = task_api::mcp::parse_user_id)]
         user_id: task_api::mcp::UserId,
     },
+    /// Inspect the event outbox on the configured DATABASE_URL, and re-queue moved-aside events (logs go to
+    /// stderr, results to stdout).
+    Outbox(outbox_cli::OutboxArgs),
 }
 
 /// Why the process could not start or stopped with an error.
@@ -56,6 +61,8 @@ enum StartupError {
     Server(#[source] std::io::Error),
     #[error("the mcp stdio server failed")]
     McpStdio(#[source] Box<task_api::mcp::StdioError>),
+    #[error("the outbox command failed")]
+    Outbox(#[from] outbox_cli::OutboxCliError),
 }
 
 fn main() -> ExitCode {
@@ -96,16 +103,18 @@ fn random_secret() -> String {
 
 async fn run(cli: Cli) -> Result<(), StartupError> {
     let settings: Settings = config::load(cli.config.as_deref())?;
-    // With `mcp-stdio`, stdout carries the MCP protocol: every log line goes to stderr.
+    // With `mcp-stdio`, stdout carries the MCP protocol, with `outbox` the command's result: every log line goes
+    // to stderr.
     let target = match cli.command {
-        Some(Command::McpStdio { .. }) => logging::LogTarget::Stderr,
+        Some(Command::McpStdio { .. } | Command::Outbox(_)) => logging::LogTarget::Stderr,
         _ => logging::LogTarget::Stdout,
     };
     let (log, _guard) = logging::build(settings.log_format()?, settings.log_level()?, target);
     let service_config = settings.service_config(random_secret)?;
     info!(log, "effective configuration"; "config" => %settings.redacted(),
         "config_file" => cli.config.as_ref().map(|p| p.display().to_string()).unwrap_or_default());
-    if !settings.has_jwt_secret() {
+    let serves = !matches!(cli.command, Some(Command::Migrate | Command::Outbox(_)));
+    if serves && !settings.has_jwt_secret() {
         warn!(
             log,
             "JWT_SECRET is not set: using a random secret for this process; tokens will not survive a \
@@ -123,6 +132,11 @@ async fn run(cli: Cli) -> Result<(), StartupError> {
             task_api::mcp::serve_stdio(&service_config, user_id, &log)
                 .await
                 .map_err(|err| StartupError::McpStdio(Box::new(err)))?;
+            Ok(())
+        }
+        Command::Outbox(args) => {
+            let mut stdout = std::io::stdout().lock();
+            outbox_cli::run(&args, &service_config.database, &log, &mut stdout).await?;
             Ok(())
         }
         Command::Serve => {

@@ -58,7 +58,7 @@ pub struct ServiceConfig {
     pub auth: AuthConfig,
     /// Event publishing settings.
     pub events: EventsConfig,
-    /// How long graceful shutdown may take (requests, then the event drain).
+    /// How long graceful shutdown may take in total: the HTTP drain and the event drain share it.
     pub shutdown_timeout: Duration,
 }
 
@@ -116,7 +116,8 @@ impl Background {
 }
 
 impl Built {
-    /// Stops taking events and delivers what is queued within `deadline`.
+    /// Stops taking events and delivers what is queued within `deadline` (what is left then is abandoned:
+    /// counted in `events_dropped_total` and logged with its ids).
     pub async fn shutdown(self, deadline: Duration) {
         let started = std::time::Instant::now();
         if let Some(relay) = self.background.relay {
@@ -167,7 +168,7 @@ pub fn build_delivery(
                 log.clone(),
             );
             let publisher: Arc<dyn EventPublisher> =
-                Arc::new(DaprPublisher::new(dispatcher, &events.pubsub_name));
+                Arc::new(DaprPublisher::new(dispatcher, &events.pubsub_name, log));
             Ok((
                 Arc::clone(&publisher),
                 Delivery::Publish(publisher),
@@ -322,6 +323,8 @@ impl Application {
         let server = HttpServer::new(move || app(server_state.clone()))
             .listen(listener)
             .map_err(StartupError::Http)?
+            // `run_until_stopped` handles SIGTERM/SIGINT itself, to know when the one deadline started.
+            .disable_signals()
             .shutdown_timeout(config.shutdown_timeout.as_secs())
             .run();
         Ok(Self {
@@ -344,18 +347,73 @@ impl Application {
         self.server.handle()
     }
 
-    /// Serves until SIGTERM/SIGINT (or a handle's stop), then drains queued events within the deadline.
+    /// Serves until SIGTERM/SIGINT (or a handle's stop), then drains queued events. The whole shutdown spends
+    /// one `shutdown_timeout`, counted from the signal: the HTTP drain (in-flight requests finish) takes what
+    /// it needs of it, the event drain gets the rest. Events still queued at the deadline are abandoned
+    /// (counted in `events_dropped_total`, logged with their ids). After a [`Application::handle`] stop the
+    /// deadline counts from when the server stopped.
     pub async fn run_until_stopped(self) -> Result<(), std::io::Error> {
+        let stop_requested: Arc<std::sync::OnceLock<std::time::Instant>> = Arc::default();
+        let signals = tokio::spawn(stop_on_signal(
+            self.server.handle(),
+            Arc::clone(&stop_requested),
+            self.log.clone(),
+        ));
         let res = self.server.await;
+        signals.abort();
+        let started = *stop_requested.get_or_init(std::time::Instant::now);
+        let left = self.shutdown_timeout.saturating_sub(started.elapsed());
         info!(self.log, "http server stopped; draining events";
-            "deadline_ms" => self.shutdown_timeout.as_millis() as u64);
+            "deadline_ms" => self.shutdown_timeout.as_millis() as u64,
+            "http_drain_ms" => started.elapsed().as_millis() as u64, "left_ms" => left.as_millis() as u64);
         Built {
             state: self.built_state,
             background: self.background,
         }
-        .shutdown(self.shutdown_timeout)
+        .shutdown(left)
         .await;
-        info!(self.log, "shutdown complete");
+        info!(self.log, "shutdown complete"; "elapsed_ms" => started.elapsed().as_millis() as u64);
         res
     }
+}
+
+/// Waits for SIGTERM or SIGINT, notes when it came, and stops `server` gracefully (in-flight requests get up to
+/// the server's shutdown timeout).
+async fn stop_on_signal(
+    server: actix_web::dev::ServerHandle,
+    stop_requested: Arc<std::sync::OnceLock<std::time::Instant>>,
+    log: Logger,
+) {
+    let signal = wait_for_signal().await;
+    let _ = stop_requested.set(std::time::Instant::now());
+    info!(log, "{} received; stopping", signal; "signal" => signal);
+    server.stop(true).await;
+}
+
+#[cfg(unix)]
+async fn wait_for_signal() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        },
+        _ => ctrl_c().await,
+    }
+}
+
+/// Ctrl-C; never, if it cannot be listened for (the server then stops only through its handle).
+async fn ctrl_c() -> &'static str {
+    if tokio::signal::ctrl_c().await.is_err() {
+        std::future::pending::<()>().await;
+    }
+    "SIGINT"
+}
+
+#[cfg(not(unix))]
+async fn wait_for_signal() -> &'static str {
+    ctrl_c().await
 }

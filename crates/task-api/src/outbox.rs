@@ -4,9 +4,13 @@
 //! backoff capped at `max_backoff`, for as long as it lasts: nothing is moved aside because Kafka was down.
 //!
 //! The store hands out the rows of one partition key (user) in order and never past a failed or leased one, so
-//! a user's events keep their order; the claim leases each key's first row for longer than a round of
-//! publishes (and the relay starts no publish that could outlive it), so a second replica never takes a key
-//! this one is still sending. Partition keys are published concurrently.
+//! a user's events keep their order. The claim leases each key's first row for [`LeasePlan::lease`]: enough for
+//! the publishes the relay plans per key and claim, plus a margin; the relay starts no publish once less than
+//! that margin is left, so every publish ends, and its rows are settled, while the lease still holds. Every
+//! claim carries a fencing token: should a relay be paused past its lease anyway (a stalled process, a clock
+//! jump), the rows it then deletes, releases or marks failed are only those still carrying its token, so it
+//! cannot undo a second replica's claim of the same key; the rows it was fenced off from are counted
+//! (`outbox_settles_fenced_total`) and logged. Partition keys are published concurrently.
 //!
 //! Waking: every commit wakes the relay, which waits `linger` (5 ms) so that the commits right behind it share
 //! the round; a round that found rows is followed by another, at once if its batch was full, else after
@@ -40,6 +44,7 @@ pub struct RelayCounters {
     published: AtomicU64,
     failed_attempts: AtomicU64,
     moved_aside: AtomicU64,
+    fenced: AtomicU64,
 }
 
 impl RelayCounters {
@@ -64,13 +69,51 @@ impl RelayCounters {
                 kind: "counter",
                 value: self.moved_aside.load(Ordering::Relaxed) as f64,
             },
+            ExtraMetric {
+                name: "outbox_settles_fenced_total",
+                help: "Outbox rows this relay could not settle because another relay claimed them after its lease expired",
+                kind: "counter",
+                value: self.fenced.load(Ordering::Relaxed) as f64,
+            },
         ]
+    }
+
+    /// Rows this relay was fenced off from so far.
+    pub fn fenced(&self) -> u64 {
+        self.fenced.load(Ordering::Relaxed)
     }
 
     /// Events published so far.
     pub fn published(&self) -> u64 {
         self.published.load(Ordering::Relaxed)
     }
+}
+
+/// The outbox backlog gauges for `/metrics`: `events_outbox_backlog` (rows still to deliver) and
+/// `events_outbox_oldest_pending_age_seconds` (0 when there are none), read at `now` with one
+/// [`Store::outbox_backlog`] query. Called once per scrape, never on a request's path.
+pub async fn backlog_metrics(
+    store: &Store,
+    now: OffsetDateTime,
+) -> Result<Vec<ExtraMetric>, task_store::StoreError> {
+    let backlog = store.outbox_backlog().await?;
+    let age = backlog
+        .oldest_pending_at
+        .map_or(0.0, |oldest| (now - oldest).as_seconds_f64().max(0.0));
+    Ok(vec![
+        ExtraMetric {
+            name: "events_outbox_backlog",
+            help: "Outbox events waiting for delivery (claimed or not; moved-aside rows excluded)",
+            kind: "gauge",
+            value: backlog.pending as f64,
+        },
+        ExtraMetric {
+            name: "events_outbox_oldest_pending_age_seconds",
+            help: "Age of the oldest outbox event waiting for delivery (0 when none waits)",
+            kind: "gauge",
+            value: age,
+        },
+    ])
 }
 
 /// What one relay round did.
@@ -81,6 +124,72 @@ pub struct Round {
     /// Set when some partition key had rows it could not claim because it waits for a retry or is leased by
     /// another replica: the earliest instant one of those keys frees up.
     pub blocked_until: Option<OffsetDateTime>,
+}
+
+/// How long a claim's lease is, and until when the relay may start publishes under it.
+///
+/// The relay publishes at most [`LeasePlan::publishes_per_key`] requests of one key per claim, one after the
+/// other, each bounded by the publish timeout; the lease covers all of them plus [`LeasePlan::margin`] (one more
+/// publish timeout and [`SETTLE_MARGIN`]). No publish starts once less than the margin is left, so the last one
+/// ends, and the relay deletes or records its rows, with at least [`SETTLE_MARGIN`] of lease to spare.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeasePlan {
+    /// The longest one publish request takes.
+    pub publish_timeout: Duration,
+    /// The most publish requests of one key in one claim.
+    pub publishes_per_key: u32,
+}
+
+/// The time a lease keeps after the last publish's timeout, for the relay to settle the rows (delete, record).
+pub const SETTLE_MARGIN: Duration = Duration::from_secs(5);
+
+/// The most publish requests of one partition key the relay sends under one claim (more rows wait for the next).
+pub const PUBLISHES_PER_KEY: u32 = 4;
+
+impl LeasePlan {
+    /// The lease of a claim: `publishes_per_key × publish timeout + margin`.
+    pub fn lease(&self) -> Duration {
+        self.publish_timeout.saturating_mul(self.publishes_per_key) + self.margin()
+    }
+
+    /// What must be left of the lease to start a publish: one publish timeout and [`SETTLE_MARGIN`].
+    pub fn margin(&self) -> Duration {
+        self.publish_timeout + SETTLE_MARGIN
+    }
+
+    /// Whether a publish may start with `remaining` left on the lease.
+    pub fn may_publish(&self, remaining: Duration) -> bool {
+        remaining >= self.margin()
+    }
+}
+
+/// Whether a failed publish says something about the event itself, so that it counts towards moving the row
+/// aside after `max_attempts`. Everything else is an outage, retried for as long as it lasts:
+/// - no answer (no connection, timeout, broken transport), 5xx (Dapr answers 500 when the broker is down),
+///   408 and 429;
+/// - a 4xx that describes the deployment, the same for every event: 401 (bad `DAPR_API_TOKEN`), 403 (topic not
+///   allowed for this app), 404 (unknown pub/sub component), and Dapr's deployment error codes
+///   (`ERR_PUBSUB_NOT_CONFIGURED` answered with 400, `ERR_PUBSUB_NOT_FOUND`, `ERR_PUBSUB_FORBIDDEN`, …).
+///
+/// What is left (400 about the payload, 413, 415, …) is a rejection of the event.
+pub fn counts_as_rejection(err: &PublishError) -> bool {
+    const DEPLOYMENT_CODES: [&str; 5] = [
+        "ERR_PUBSUB_NOT_CONFIGURED",
+        "ERR_PUBSUB_NOT_FOUND",
+        "ERR_PUBSUB_FORBIDDEN",
+        "ERR_PUBSUB_EMPTY",
+        "ERR_TOPIC_NAME_EMPTY",
+    ];
+    let Some(status) = err.status() else {
+        return false;
+    };
+    if err
+        .error_code()
+        .is_some_and(|code| DEPLOYMENT_CODES.contains(&code))
+    {
+        return false;
+    }
+    matches!(status.as_u16(), 400..=499) && !matches!(status.as_u16(), 401 | 403 | 404 | 408 | 429)
 }
 
 /// The shortest pause between claims while a key is blocked: bounds the claims a hanging sidecar causes (each
@@ -156,9 +265,17 @@ impl OutboxRelay {
         Arc::clone(&self.counters)
     }
 
-    /// The lease of claimed rows: longer than every publish of one round can take.
+    /// How long claims are leased, and until when publishes may start under them.
+    pub fn lease_plan(&self) -> LeasePlan {
+        LeasePlan {
+            publish_timeout: self.publish_timeout,
+            publishes_per_key: PUBLISHES_PER_KEY,
+        }
+    }
+
+    /// The lease of claimed rows (see [`LeasePlan::lease`]).
     pub fn lease(&self) -> Duration {
-        self.publish_timeout * 4 + Duration::from_secs(10)
+        self.lease_plan().lease()
     }
 
     /// Starts the relay on the current runtime.
@@ -226,9 +343,11 @@ impl OutboxRelay {
     /// One round: claim, publish, settle.
     pub async fn run_once(&self) -> Round {
         let now = OffsetDateTime::now_utc();
-        let lease = self.lease();
-        // Stop starting publishes once one might outlive the lease: another replica may then take the rows.
-        let publish_until = Instant::now() + lease.saturating_sub(self.publish_timeout);
+        let plan = self.lease_plan();
+        let lease = plan.lease();
+        // Stop starting publishes once less than the margin is left: the last one must end, and be settled,
+        // before another replica may take the rows. Measured from before the claim, so it errs on the safe side.
+        let lease_end = Instant::now() + lease;
         let claim = match self
             .store
             .claim_outbox(self.config.batch_size as usize, lease, now)
@@ -254,35 +373,45 @@ impl OutboxRelay {
                 .or_default()
                 .push(row);
         }
+        let lease_id = claim.lease;
         let results = join_all(
             by_key
                 .into_values()
-                .map(|rows| self.publish_in_order(rows, publish_until)),
+                .map(|rows| self.publish_in_order(lease_id, rows, lease_end)),
         )
         .await;
         let delivered: Vec<Uuid> = results.into_iter().flatten().collect();
-        if !delivered.is_empty()
-            && let Err(err) = self.store.mark_outbox_delivered(&delivered).await
-        {
-            // The rows will be published again after their lease: at-least-once, same event ids.
-            warn!(self.log, "could not delete delivered outbox rows"; "count" => delivered.len(),
-                "error" => %ErrorChain(&err));
+        if !delivered.is_empty() {
+            match self.store.mark_outbox_delivered(lease_id, &delivered).await {
+                Ok(settled) if settled.fenced > 0 => self.fenced_off(settled.fenced, "delete"),
+                Ok(_) => {}
+                Err(err) => {
+                    // The rows will be published again after their lease: at-least-once, same event ids.
+                    warn!(self.log, "could not delete delivered outbox rows"; "count" => delivered.len(),
+                        "error" => %ErrorChain(&err));
+                }
+            }
         }
         round
     }
 
     /// Publishes the rows of one partition key in order, a [`bulk_groups`] group at a time (one bulk request
     /// per group of two or more, a single publish otherwise); stops at the first failure (recording it: the
-    /// failed row's retry time then holds the key, so the rows after it wait untouched) or once
-    /// `publish_until` has passed. Returns the ids delivered.
+    /// failed row's retry time then holds the key, so the rows after it wait untouched), after the claim's
+    /// planned publishes, or once less than the lease margin is left before `lease_end`. Returns the ids
+    /// delivered.
     async fn publish_in_order(
         &self,
+        lease_id: Uuid,
         rows: Vec<OutboxMessage>,
-        publish_until: Instant,
+        lease_end: Instant,
     ) -> Vec<Uuid> {
         let mut delivered = Vec::with_capacity(rows.len());
-        for group in bulk_groups(rows) {
-            if Instant::now() >= publish_until {
+        let plan = self.lease_plan();
+        // The lease covers this many publishes of the key: the rows after them wait for the next claim.
+        let planned = usize::try_from(plan.publishes_per_key).unwrap_or(usize::MAX);
+        for group in bulk_groups(rows).into_iter().take(planned) {
+            if !plan.may_publish(lease_end.saturating_duration_since(Instant::now())) {
                 // Only the key's first row is leased: the rest simply stay pending for the next claim.
                 break;
             }
@@ -298,7 +427,7 @@ impl OutboxRelay {
                 self.counters
                     .failed_attempts
                     .fetch_add(1, Ordering::Relaxed);
-                self.record_failure(row, failure).await;
+                self.record_failure(lease_id, row, failure).await;
                 break;
             }
         }
@@ -398,13 +527,23 @@ impl OutboxRelay {
             .min(self.config.max_backoff)
     }
 
-    async fn record_failure(&self, row: &OutboxMessage, failure: Failure) {
+    /// Counts and logs rows this relay could not settle because another relay claimed them after its lease
+    /// expired (a stalled process or sidecar); that relay now delivers them.
+    fn fenced_off(&self, rows: usize, what: &str) {
+        self.counters
+            .fenced
+            .fetch_add(rows as u64, Ordering::Relaxed);
+        warn!(self.log, "{} outbox rows were claimed by another relay after this one's lease expired; not settled", rows;
+            "rows" => rows, "operation" => what, "lease_ms" => self.lease().as_millis() as u64);
+    }
+
+    async fn record_failure(&self, lease_id: Uuid, row: &OutboxMessage, failure: Failure) {
         let now = OffsetDateTime::now_utc();
         let retry_at = now + self.backoff(row.attempts);
         let message = failure.message;
-        // Only an answer about the event itself counts towards moving it aside: a sidecar or broker that is
-        // down (no connection, timeout, 5xx: Dapr answers 500 when Kafka is unreachable) is retried for as
-        // long as the outage lasts, so an outage of any length loses nothing.
+        // Only an answer about the event itself counts towards moving it aside (see `counts_as_rejection`): a
+        // sidecar, broker or deployment that is broken is retried for as long as the outage lasts, so an outage
+        // of any length loses nothing.
         let max_attempts = if failure.rejection {
             self.config.max_attempts
         } else {
@@ -412,10 +551,11 @@ impl OutboxRelay {
         };
         let outcome = self
             .store
-            .record_outbox_failure(row.id, &message, retry_at, max_attempts, now)
+            .record_outbox_failure(lease_id, row.id, &message, retry_at, max_attempts, now)
             .await;
         let attempts = row.attempts + 1;
         match outcome {
+            Ok(FailureOutcome::Fenced) => self.fenced_off(1, "record failure"),
             Ok(FailureOutcome::MovedAside { attempts }) => {
                 self.counters.moved_aside.fetch_add(1, Ordering::Relaxed);
                 error!(self.log, "outbox event {} moved aside after {} attempts", row.id, attempts;
@@ -442,21 +582,17 @@ impl OutboxRelay {
 struct Failure {
     /// The error chain, stored as the row's `last_error`.
     message: String,
-    /// The sidecar refused the event itself (see [`Failure::from_error`]): counts towards moving it aside.
+    /// The sidecar refused the event itself ([`counts_as_rejection`]): counts towards moving it aside.
     rejection: bool,
     /// No connection or no answer in time: logged as a warning, not an error.
     outage_io: bool,
 }
 
 impl Failure {
-    /// A rejection is a 4xx answer other than 408 Request Timeout and 429 Too Many Requests; anything else
-    /// (unreachable, slow, or failing on the sidecar's side) is an outage.
     fn from_error(err: &PublishError) -> Self {
         Self {
             message: ErrorChain(err).to_string(),
-            rejection: err.status().is_some_and(|status| {
-                matches!(status.as_u16(), 400..=499 if !matches!(status.as_u16(), 408 | 429))
-            }),
+            rejection: counts_as_rejection(err),
             outage_io: err.is_connect() || err.is_timeout(),
         }
     }
@@ -525,6 +661,7 @@ mod tests {
             failed_at: None,
             created_at: now,
             traceparent: traceparent.map(str::to_owned),
+            lease_id: None,
         }
     }
 
@@ -533,6 +670,72 @@ mod tests {
             .iter()
             .map(|group| group.iter().map(|row| row.seq).collect())
             .collect()
+    }
+
+    fn rejected(status: u16, error_code: Option<&str>) -> PublishError {
+        PublishError::Rejected {
+            status: status.try_into().expect("a valid status"),
+            error_code: error_code.map(str::to_owned),
+            body: String::new(),
+        }
+    }
+
+    #[test]
+    fn deployment_errors_and_outages_never_count_as_rejections() {
+        for status in [401, 403, 404, 408, 429, 500, 502, 503] {
+            assert!(
+                !counts_as_rejection(&rejected(status, None)),
+                "{status} is about the deployment or an outage"
+            );
+        }
+        for code in [
+            "ERR_PUBSUB_NOT_CONFIGURED",
+            "ERR_PUBSUB_NOT_FOUND",
+            "ERR_PUBSUB_FORBIDDEN",
+        ] {
+            assert!(
+                !counts_as_rejection(&rejected(400, Some(code))),
+                "400 {code} describes the deployment"
+            );
+        }
+        assert!(!counts_as_rejection(&PublishError::Timeout {
+            timeout: Duration::from_secs(1)
+        }));
+        assert!(!counts_as_rejection(&PublishError::InvalidRequest {
+            reason: "x".to_owned()
+        }));
+    }
+
+    #[test]
+    fn an_answer_about_the_event_counts_as_a_rejection() {
+        assert!(counts_as_rejection(&rejected(400, None)));
+        assert!(counts_as_rejection(&rejected(
+            400,
+            Some("ERR_PUBSUB_CLOUD_EVENTS_SER")
+        )));
+        assert!(counts_as_rejection(&rejected(413, None)));
+        assert!(counts_as_rejection(&rejected(415, None)));
+    }
+
+    #[test]
+    fn a_lease_covers_the_planned_publishes_and_a_settle_margin() {
+        let plan = LeasePlan {
+            publish_timeout: Duration::from_secs(5),
+            publishes_per_key: 4,
+        };
+        assert_eq!(plan.margin(), Duration::from_secs(5) + SETTLE_MARGIN);
+        assert_eq!(plan.lease(), Duration::from_secs(4 * 5) + plan.margin());
+        // Each planned publish may start and still end before the margin is reached.
+        let mut remaining = plan.lease();
+        for publish in 0..plan.publishes_per_key {
+            assert!(plan.may_publish(remaining), "publish {publish}");
+            remaining -= plan.publish_timeout;
+        }
+        assert!(remaining >= plan.margin());
+        // With less than a publish timeout and the settle margin left, none starts.
+        assert!(plan.may_publish(plan.margin()));
+        assert!(!plan.may_publish(plan.margin() - Duration::from_millis(1)));
+        assert!(!plan.may_publish(SETTLE_MARGIN));
     }
 
     #[test]

@@ -3,10 +3,12 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use dapr_pubsub_client::{Dispatcher, PublishOptions};
-use slog::{Logger, debug, warn};
+use dapr_pubsub_client::{Dispatcher, PublishOptions, ShutdownReport};
+use slog::{Logger, debug, o, warn};
 
 use crate::error::ErrorChain;
 use crate::events::OutgoingEvent;
@@ -38,15 +40,42 @@ pub trait EventPublisher: Send + Sync + std::fmt::Debug + 'static {
 pub struct DaprPublisher {
     dispatcher: Dispatcher,
     pubsub: String,
+    /// Events still queued or in flight when the shutdown deadline passed (counted in `events_dropped_total`).
+    abandoned: Arc<AtomicU64>,
+    log: Logger,
 }
 
+/// The most event ids one "abandoned at shutdown" log line lists (the count is always complete).
+pub const MAX_LOGGED_ABANDONED_IDS: usize = 100;
+
 impl DaprPublisher {
-    /// Publishes to the `pubsub` component through `dispatcher`.
-    pub fn new(dispatcher: Dispatcher, pubsub: impl Into<String>) -> Self {
+    /// Publishes to the `pubsub` component through `dispatcher`; logs what its shutdown abandons to `log`.
+    pub fn new(dispatcher: Dispatcher, pubsub: impl Into<String>, log: &Logger) -> Self {
         Self {
             dispatcher,
             pubsub: pubsub.into(),
+            abandoned: Arc::new(AtomicU64::new(0)),
+            log: log.new(o!("component" => "publisher")),
         }
+    }
+
+    /// Counts the events `report` says were left undelivered at the deadline as dropped, and logs their ids
+    /// (one WARN line, at most [`MAX_LOGGED_ABANDONED_IDS`] of them) so that they can be found and replayed.
+    fn record_abandoned(&self, report: &ShutdownReport) {
+        if report.undelivered.is_empty() {
+            return;
+        }
+        let count = report.undelivered.len();
+        self.abandoned.fetch_add(count as u64, Ordering::Relaxed);
+        let ids: Vec<&str> = report
+            .undelivered
+            .iter()
+            .take(MAX_LOGGED_ABANDONED_IDS)
+            .map(|event| event.event_id.as_str())
+            .collect();
+        warn!(self.log, "{} events abandoned at the shutdown deadline", count;
+            "abandoned" => count, "event_ids" => ids.join(","),
+            "ids_listed" => ids.len(), "elapsed_ms" => report.elapsed.as_millis() as u64);
     }
 }
 
@@ -95,8 +124,8 @@ impl EventPublisher for DaprPublisher {
             ),
             counter(
                 "events_dropped_total",
-                "Events dropped because the queue was full or closed",
-                m.dropped as f64,
+                "Events dropped because the queue was full or closed, or abandoned at the shutdown deadline",
+                (m.dropped + self.abandoned.load(Ordering::Relaxed)) as f64,
             ),
             gauge(
                 "events_queue_depth",
@@ -136,7 +165,11 @@ impl EventPublisher for DaprPublisher {
         Box::pin(async move {
             // Run on its own task so that a failure inside the dispatcher's shutdown (it logs its own report)
             // cannot take the caller's shutdown sequence down with it.
-            let _ = tokio::spawn(async move { dispatcher.shutdown(deadline).await }).await;
+            if let Ok(report) =
+                tokio::spawn(async move { dispatcher.shutdown(deadline).await }).await
+            {
+                self.record_abandoned(&report);
+            }
         })
     }
 }

@@ -88,7 +88,8 @@ impl TaskService {
         &self.store
     }
 
-    fn outbox_mode(&self) -> bool {
+    /// Whether events go through the outbox (`EVENT_DELIVERY=outbox` with publishing on).
+    pub fn outbox_mode(&self) -> bool {
         matches!(self.delivery, Delivery::Outbox { .. })
     }
 

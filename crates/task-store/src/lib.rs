@@ -19,7 +19,8 @@ pub use crate::config::{Backend, DEFAULT_DATABASE_URL, Database, DbConfig};
 pub use crate::error::{BoxError, InvalidRow, OpenError, StoreError};
 pub use crate::migrations::{POSTGRES_MIGRATIONS, SQLITE_MIGRATIONS, run_pending};
 pub use crate::outbox::{
-    FailureOutcome, NewOutboxMessage, OutboxClaim, OutboxCounts, OutboxMessage,
+    FailureOutcome, NewOutboxMessage, OutboxBacklog, OutboxClaim, OutboxCounts, OutboxFilter,
+    OutboxMessage, OutboxStatus, Settled,
 };
 pub use crate::sequence::{EventSequence, Locked, SequenceExhausted, format_sequence};
 pub use crate::store::{PoolStatus, Staged, Store};

@@ -138,6 +138,7 @@ pub(crate) struct OutboxRow {
     pub(crate) failed_at: Option<OffsetDateTime>,
     pub(crate) created_at: OffsetDateTime,
     pub(crate) traceparent: Option<String>,
+    pub(crate) lease_id: Option<DbUuid>,
 }
 
 impl From<OutboxRow> for OutboxMessage {
@@ -155,6 +156,7 @@ impl From<OutboxRow> for OutboxMessage {
             failed_at: row.failed_at,
             created_at: row.created_at,
             traceparent: row.traceparent,
+            lease_id: row.lease_id.map(|lease| lease.0),
         }
     }
 }

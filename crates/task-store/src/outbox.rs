@@ -45,11 +45,19 @@ pub struct OutboxMessage {
     pub created_at: OffsetDateTime,
     /// The W3C `traceparent` to forward on publish, if the request had one.
     pub traceparent: Option<String>,
+    /// The fencing token of the last claim that handed the row out, if any (see [`OutboxClaim::lease`]).
+    pub lease_id: Option<Uuid>,
 }
 
 /// What [`crate::Store::claim_outbox`] handed out.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutboxClaim {
+    /// This claim's fencing token, written on every row it handed out: pass it to
+    /// [`crate::Store::mark_outbox_delivered`], [`crate::Store::release_outbox`] and
+    /// [`crate::Store::record_outbox_failure`], which only touch rows that still carry it.
+    pub lease: Uuid,
+    /// When the lease ends: after it, another relay may claim the same rows (and replace the token).
+    pub lease_until: OffsetDateTime,
     /// The claimed rows in insertion order (`seq`): for each partition key that is free, its oldest pending
     /// rows. They are the caller's until their `claimed_until`.
     pub messages: Vec<OutboxMessage>,
@@ -72,6 +80,47 @@ pub enum FailureOutcome {
         /// Failed attempts, this one included.
         attempts: u32,
     },
+    /// Nothing was recorded: the row no longer carries the caller's lease (another relay claimed it after the
+    /// lease expired) or is gone.
+    Fenced,
+}
+
+/// What a fenced settle ([`crate::Store::mark_outbox_delivered`], [`crate::Store::release_outbox`]) did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Settled {
+    /// Rows changed: they still carried the caller's lease.
+    pub settled: usize,
+    /// Rows left alone: another claim holds them now, or they are gone.
+    pub fenced: usize,
+}
+
+/// Which outbox rows [`crate::Store::list_outbox`] lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutboxFilter {
+    /// Rows still to deliver (claimed or not).
+    Pending,
+    /// Rows moved aside after too many rejections.
+    MovedAside,
+}
+
+/// The backlog figures `/metrics` exports ([`crate::Store::outbox_backlog`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutboxBacklog {
+    /// Rows still to deliver (claimed or not).
+    pub pending: u64,
+    /// When the oldest pending row was written, if there is one.
+    pub oldest_pending_at: Option<OffsetDateTime>,
+}
+
+/// What `task-api outbox status` shows ([`crate::Store::outbox_status`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutboxStatus {
+    /// Rows still to deliver, and the oldest one's age.
+    pub backlog: OutboxBacklog,
+    /// Partition keys held back now: waiting for a retry or leased by a relay.
+    pub blocked_keys: u64,
+    /// Rows moved aside after too many rejections (see `task-api outbox replay`).
+    pub moved_aside: u64,
 }
 
 /// Outbox row counts, for metrics and readiness.

@@ -41,6 +41,7 @@ pub(crate) mod pg {
             failed_at -> Nullable<Timestamptz>,
             created_at -> Timestamptz,
             traceparent -> Nullable<Text>,
+            lease_id -> Nullable<Uuid>,
         }
     }
 
@@ -92,6 +93,7 @@ pub(crate) mod sqlite {
             failed_at -> Nullable<TimestamptzSqlite>,
             created_at -> TimestamptzSqlite,
             traceparent -> Nullable<Text>,
+            lease_id -> Nullable<Text>,
         }
     }
 

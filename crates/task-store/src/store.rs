@@ -5,22 +5,17 @@
 //! connection type and `schema` module in scope. Each expansion is type-checked on its own. The few statements
 //! that differ by backend (row locks, the claim query) live in the `BackendQueries` trait.
 
-use std::time::Duration;
-
 use diesel::prelude::*;
 use diesel_async::pooled_connection::deadpool::Pool;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use slog::{Logger, o};
 use task_domain::{Email, Task, TaskId, UserId};
 use time::OffsetDateTime;
-use uuid::Uuid;
 
 use crate::config::{Backend, Database, DbConfig};
 use crate::error::{OpenError, StoreError};
 use crate::models::{DbUuid, OutboxRow, TaskRow, UserRow, into_tasks};
-use crate::outbox::{
-    FailureOutcome, NewOutboxMessage, OutboxClaim, OutboxCounts, OutboxMessage, truncate_error,
-};
+use crate::outbox::NewOutboxMessage;
 use crate::pool::{self, SqliteConn};
 use crate::sequence::{EventSequence, Locked};
 use crate::users::{NewUser, User};
@@ -206,6 +201,9 @@ macro_rules! insert_outbox {
         BackendQueries::insert_outbox(&mut *$conn, messages, $now).await?;
     }};
 }
+
+// After the macros, which it uses.
+mod outbox;
 
 impl Store {
     /// Opens the configured database: for SQLite creates and migrates the file, then pools connections to it;
@@ -480,216 +478,6 @@ impl Store {
         });
         res.map_err(TxError::into_caller)
     }
-
-    // ---- outbox ----
-
-    /// Writes outbox rows on their own (mutations write theirs through [`Staged`] or `insert_task`).
-    pub async fn enqueue_outbox(&self, messages: &[NewOutboxMessage]) -> Result<(), StoreError> {
-        let now = task_domain::normalize(OffsetDateTime::now_utc());
-        in_transaction!(self, |conn| {
-            insert_outbox!(conn, messages, now);
-            Ok::<_, StoreError>(())
-        })
-    }
-
-    /// Claims up to `limit` deliverable rows for `lease` and returns them in insertion order (`seq`).
-    ///
-    /// A row is deliverable when it was not moved aside and no row of its partition key is waiting for a retry
-    /// (`next_attempt_at > now` after a failure) or leased (`claimed_until > now`): the rows of one partition key
-    /// are handed out in order and never overtake a failed one. The claim leases the **first** claimed row of
-    /// each key (`claimed_until = now + lease`), which holds the whole key, so every other row is written once
-    /// (inserted) before it is delivered (deleted); the returned messages all carry the key's lease. On
-    /// PostgreSQL claims are serialized with a transaction-scoped advisory lock and rows are locked `FOR UPDATE
-    /// SKIP LOCKED`, so several relays can run.
-    ///
-    /// The cost is bounded by the batch, not the backlog: blocked keys come from a small partial index, and
-    /// when some key is blocked the ready keys are found with one index probe per pending key instead of
-    /// walking every pending row in `seq` order (a hanging sidecar used to make each claim read the whole
-    /// backlog to hand out nothing).
-    pub async fn claim_outbox(
-        &self,
-        limit: usize,
-        lease: Duration,
-        now: OffsetDateTime,
-    ) -> Result<OutboxClaim, StoreError> {
-        let now = task_domain::normalize(now);
-        let lease_until = task_domain::normalize(now + lease);
-        let limit = limit.max(1);
-        let limit_sql = i64::try_from(limit).unwrap_or(i64::MAX);
-        let (rows, blocked_until): (Vec<OutboxRow>, Option<OffsetDateTime>) =
-            in_transaction!(self, |conn| {
-                BackendQueries::serialize_claims(conn).await?;
-                let blocking: Vec<(String, OffsetDateTime, Option<OffsetDateTime>)> =
-                    event_outbox::table
-                        .select((
-                            event_outbox::partition_key,
-                            event_outbox::next_attempt_at,
-                            event_outbox::claimed_until,
-                        ))
-                        .filter(event_outbox::failed_at.is_null())
-                        // Spelled as in `ix_event_outbox_blocking`, so both planners match the partial index.
-                        .filter(diesel::dsl::sql::<diesel::sql_types::Bool>(
-                            "(attempts > 0 OR claimed_until IS NOT NULL)",
-                        ))
-                        .filter(
-                            event_outbox::next_attempt_at
-                                .gt(now)
-                                .or(event_outbox::claimed_until.gt(now).assume_not_null()),
-                        )
-                        .load(conn)
-                        .await?;
-                let blocked = blocked_keys(blocking, now);
-                let rows = if blocked.is_empty() {
-                    BackendQueries::oldest_pending(conn, limit_sql).await?
-                } else {
-                    let mut ready: Vec<PendingKey> = diesel::sql_query(PENDING_KEYS)
-                        .load::<PendingKey>(conn)
-                        .await?
-                        .into_iter()
-                        .filter(|key| !blocked.contains_key(&key.partition_key))
-                        .collect();
-                    ready.sort_by_key(|key| key.head);
-                    let mut rows: Vec<OutboxRow> = Vec::new();
-                    for key in ready {
-                        // Every row of this key comes after its head: once `limit` older rows are in hand,
-                        // neither it nor any later key can contribute.
-                        if rows.len() >= limit
-                            && rows.last().is_some_and(|last| last.seq < key.head)
-                        {
-                            break;
-                        }
-                        let of_key =
-                            BackendQueries::oldest_of_key(conn, &key.partition_key, limit_sql)
-                                .await?;
-                        rows.extend(of_key);
-                        rows.sort_by_key(|row| row.seq);
-                        rows.truncate(limit);
-                    }
-                    rows
-                };
-                let mut leased_keys = std::collections::HashSet::new();
-                let heads: Vec<DbUuid> = rows
-                    .iter()
-                    .filter(|row| leased_keys.insert(row.partition_key.as_str()))
-                    .map(|row| row.id)
-                    .collect();
-                if !heads.is_empty() {
-                    diesel::update(event_outbox::table.filter(event_outbox::id.eq_any(&heads)))
-                        .set(event_outbox::claimed_until.eq(Some(lease_until)))
-                        .execute(conn)
-                        .await?;
-                }
-                Ok::<_, StoreError>((rows, blocked.into_values().min()))
-            })?;
-        Ok(OutboxClaim {
-            messages: rows
-                .into_iter()
-                .map(|row| OutboxMessage {
-                    claimed_until: Some(lease_until),
-                    ..OutboxMessage::from(row)
-                })
-                .collect(),
-            blocked_until,
-        })
-    }
-
-    /// Deletes delivered rows; returns how many existed.
-    pub async fn mark_outbox_delivered(&self, ids: &[Uuid]) -> Result<usize, StoreError> {
-        let ids: Vec<DbUuid> = ids.iter().copied().map(DbUuid).collect();
-        with_conn!(self, |conn| {
-            Ok(
-                diesel::delete(event_outbox::table.filter(event_outbox::id.eq_any(&ids)))
-                    .execute(conn)
-                    .await?,
-            )
-        })
-    }
-
-    /// Gives claimed rows back without counting an attempt (a relay skipping the rest of a partition after a
-    /// failure, or shutting down); returns how many existed.
-    pub async fn release_outbox(&self, ids: &[Uuid]) -> Result<usize, StoreError> {
-        let ids: Vec<DbUuid> = ids.iter().copied().map(DbUuid).collect();
-        with_conn!(self, |conn| {
-            Ok(
-                diesel::update(event_outbox::table.filter(event_outbox::id.eq_any(&ids)))
-                    .set(event_outbox::claimed_until.eq(None::<OffsetDateTime>))
-                    .execute(conn)
-                    .await?,
-            )
-        })
-    }
-
-    /// Records a failed delivery: one more attempt, `last_error` (cut to 2000 characters), the lease released.
-    /// Below `max_attempts` the row becomes claimable again at `retry_at`; at `max_attempts` it is moved aside
-    /// (`failed_at = now`) and never claimed again. [`StoreError::NotFound`] if the row is gone.
-    pub async fn record_outbox_failure(
-        &self,
-        id: Uuid,
-        error: &str,
-        retry_at: OffsetDateTime,
-        max_attempts: u32,
-        now: OffsetDateTime,
-    ) -> Result<FailureOutcome, StoreError> {
-        let error = truncate_error(error);
-        let now = task_domain::normalize(now);
-        let retry_at = task_domain::normalize(retry_at);
-        in_transaction!(self, |conn| {
-            let attempts: i32 = event_outbox::table
-                .find(DbUuid(id))
-                .select(event_outbox::attempts)
-                .first(conn)
-                .await?;
-            let attempts = u32::try_from(attempts).unwrap_or(0).saturating_add(1);
-            let moved_aside = attempts >= max_attempts;
-            diesel::update(event_outbox::table.find(DbUuid(id)))
-                .set((
-                    event_outbox::attempts.eq(i32::try_from(attempts).unwrap_or(i32::MAX)),
-                    event_outbox::last_error.eq(Some(&error)),
-                    event_outbox::claimed_until.eq(None::<OffsetDateTime>),
-                    event_outbox::next_attempt_at.eq(retry_at),
-                    event_outbox::failed_at.eq(moved_aside.then_some(now)),
-                ))
-                .execute(conn)
-                .await?;
-            Ok::<_, StoreError>(if moved_aside {
-                FailureOutcome::MovedAside { attempts }
-            } else {
-                FailureOutcome::Retry { attempts }
-            })
-        })
-    }
-
-    /// How many rows wait for delivery and how many were moved aside.
-    pub async fn outbox_counts(&self) -> Result<OutboxCounts, StoreError> {
-        let (pending, failed): (i64, i64) = with_conn!(self, |conn| {
-            let pending = event_outbox::table
-                .filter(event_outbox::failed_at.is_null())
-                .count()
-                .get_result(conn)
-                .await?;
-            let failed = event_outbox::table
-                .filter(event_outbox::failed_at.is_not_null())
-                .count()
-                .get_result(conn)
-                .await?;
-            (pending, failed)
-        });
-        Ok(OutboxCounts {
-            pending: u64::try_from(pending).unwrap_or(0),
-            failed: u64::try_from(failed).unwrap_or(0),
-        })
-    }
-
-    /// Every outbox row, moved-aside ones included, in insertion order: for tests and operator tooling.
-    pub async fn outbox_rows(&self) -> Result<Vec<OutboxMessage>, StoreError> {
-        let rows: Vec<OutboxRow> = with_conn!(self, |conn| {
-            event_outbox::table
-                .order(event_outbox::seq.asc())
-                .load(conn)
-                .await?
-        });
-        Ok(rows.into_iter().map(OutboxMessage::from).collect())
-    }
 }
 
 /// The statements whose SQL differs by backend.
@@ -717,54 +505,6 @@ trait BackendQueries {
         partition_key: &str,
         limit: i64,
     ) -> QueryResult<Vec<OutboxRow>>;
-}
-
-/// Each pending partition key with the `seq` of its oldest pending row, found with one probe of
-/// `ix_event_outbox_partition` per key (a "skip scan": the next key is the smallest one above the last), so the
-/// cost does not grow with the rows behind each key. No parameters, so one text serves both backends.
-const PENDING_KEYS: &str = "\
-WITH RECURSIVE pending_keys(partition_key) AS (
-    SELECT (SELECT partition_key FROM event_outbox WHERE failed_at IS NULL ORDER BY partition_key LIMIT 1)
-  UNION ALL
-    SELECT (SELECT o.partition_key FROM event_outbox o
-            WHERE o.failed_at IS NULL AND o.partition_key > pending_keys.partition_key
-            ORDER BY o.partition_key LIMIT 1)
-    FROM pending_keys WHERE pending_keys.partition_key IS NOT NULL
-)
-SELECT k.partition_key AS partition_key,
-       (SELECT o.seq FROM event_outbox o WHERE o.failed_at IS NULL AND o.partition_key = k.partition_key
-        ORDER BY o.seq LIMIT 1) AS head
-FROM pending_keys k WHERE k.partition_key IS NOT NULL";
-
-/// A row of [`PENDING_KEYS`].
-#[derive(QueryableByName)]
-struct PendingKey {
-    #[diesel(sql_type = diesel::sql_types::Text)]
-    partition_key: String,
-    #[diesel(sql_type = diesel::sql_types::BigInt)]
-    head: i64,
-}
-
-/// The partition keys that `blocking` rows (partition key, `next_attempt_at`, `claimed_until`) hold back at
-/// `now`, each with the instant it frees up (its last retry time or lease end).
-fn blocked_keys(
-    blocking: Vec<(String, OffsetDateTime, Option<OffsetDateTime>)>,
-    now: OffsetDateTime,
-) -> std::collections::BTreeMap<String, OffsetDateTime> {
-    let mut blocked = std::collections::BTreeMap::new();
-    for (key, next_attempt_at, claimed_until) in blocking {
-        let free_at = [Some(next_attempt_at), claimed_until]
-            .into_iter()
-            .flatten()
-            .filter(|instant| *instant > now)
-            .max()
-            .unwrap_or(now);
-        blocked
-            .entry(key)
-            .and_modify(|until: &mut OffsetDateTime| *until = (*until).max(free_at))
-            .or_insert(free_at);
-    }
-    blocked
 }
 
 /// The [`Locked`] context of a transaction whose rows are locked: the instant now and the next sequence block.

@@ -514,6 +514,34 @@ async fn a_hanging_sidecar_changes_no_status_and_adds_no_latency() {
 }
 
 #[actix_web::test]
+async fn events_abandoned_at_the_shutdown_deadline_count_as_dropped() {
+    let sidecar = Sidecar::start(Mode::Hang);
+    let app = dapr_app(Backend::Sqlite, &sidecar).await;
+    let user = app.register().await;
+    for n in 0..3 {
+        app.create_task(&user, json!({"title": format!("stuck {n}")}))
+            .await;
+    }
+    let dropped = |state: &task_api::state::AppState| {
+        state
+            .publisher
+            .metrics()
+            .into_iter()
+            .find(|metric| metric.name == "events_dropped_total")
+            .map(|metric| metric.value)
+    };
+    let state = app.state.clone();
+    assert_eq!(dropped(&state), Some(0.0));
+    app.shutdown(Duration::from_millis(200)).await;
+    let after = dropped(&state).unwrap();
+    assert!(
+        after >= 3.0,
+        "every event still queued or in flight at the deadline is dropped: {after}"
+    );
+    sidecar.stop().await;
+}
+
+#[actix_web::test]
 async fn a_failing_sidecar_changes_no_status_and_is_retried_with_the_same_id() {
     let sidecar = Sidecar::start(Mode::Fail);
     let app = dapr_app(Backend::Sqlite, &sidecar).await;

@@ -155,8 +155,8 @@ async fn outbox_rows_are_written_in_the_transaction_and_failed_requests_write_no
 }
 
 #[actix_web::test]
-async fn a_rejecting_sidecar_is_retried_then_rows_move_aside_after_the_attempt_limit() {
-    let sidecar = Sidecar::start(Mode::Reject);
+async fn a_rejected_event_is_retried_then_moves_aside_after_the_attempt_limit() {
+    let sidecar = Sidecar::start(Mode::RejectEvent);
     let mut options = Options::new(Backend::Sqlite).outbox(&sidecar.url());
     options.publish_timeout = Duration::from_millis(200);
     options.outbox_max_attempts = 3;
@@ -170,7 +170,7 @@ async fn a_rejecting_sidecar_is_retried_then_rows_move_aside_after_the_attempt_l
     assert!(rows.iter().all(|row| row.attempts == 3), "{rows:?}");
     assert!(
         rows.iter()
-            .all(|row| row.last_error.as_deref().is_some_and(|e| e.contains("403"))),
+            .all(|row| row.last_error.as_deref().is_some_and(|e| e.contains("400"))),
         "{rows:?}"
     );
     let received = sidecar.received();
@@ -189,6 +189,98 @@ async fn a_rejecting_sidecar_is_retried_then_rows_move_aside_after_the_attempt_l
     app.shutdown(Duration::from_millis(200)).await;
     sidecar.stop().await;
 }
+
+/// The ids of `received`, per topic, in the order they came.
+fn ids_per_topic(
+    received: &[crate::support::sidecar::Received],
+) -> std::collections::BTreeMap<String, Vec<String>> {
+    let mut per_topic = std::collections::BTreeMap::<String, Vec<String>>::new();
+    for event in received {
+        per_topic
+            .entry(event.topic.clone())
+            .or_default()
+            .push(event.body["id"].as_str().unwrap().to_owned());
+    }
+    per_topic
+}
+
+async fn a_sidecar_refusing_the_deployment_is_an_outage_that_moves_nothing_aside(backend: Backend) {
+    // 403 "topic not allowed" describes the deployment, not the event: fixing the deployment must deliver
+    // everything, however many attempts the refusal lasted.
+    let sidecar = Sidecar::start(Mode::Reject);
+    let mut options = Options::new(backend).outbox(&sidecar.url());
+    options.publish_timeout = Duration::from_millis(200);
+    options.outbox_max_attempts = 2;
+    let app = TestApp::with(options).await;
+    let user = app.register().await;
+    for n in 0..3 {
+        app.create_task(&user, json!({"title": format!("refused {n}")}))
+            .await;
+    }
+    wait_for_rows(
+        &app,
+        Duration::from_secs(15),
+        "the relay keeps retrying past max_attempts, moving nothing aside",
+        |rows| {
+            assert!(
+                rows.iter().all(|row| row.failed_at.is_none()),
+                "nothing is moved aside for a 403: {rows:?}"
+            );
+            rows.iter().any(|row| row.attempts > 3)
+        },
+    )
+    .await;
+    let rows = app.state.store.outbox_rows().await.unwrap();
+    assert_eq!(rows.len(), 6, "{rows:?}");
+    let status = app
+        .state
+        .store
+        .outbox_status(time::OffsetDateTime::now_utc())
+        .await
+        .unwrap();
+    assert_eq!(status.moved_aside, 0);
+    assert_eq!(status.backlog.pending, 6);
+    let mut expected = std::collections::BTreeMap::<String, Vec<String>>::new();
+    for row in &rows {
+        expected
+            .entry(row.topic.clone())
+            .or_default()
+            .push(row.id.to_string());
+    }
+    let refused = sidecar.received().len();
+    sidecar.set_mode(Mode::Accept);
+    wait_for_rows(
+        &app,
+        Duration::from_secs(15),
+        "delivered once the deployment is fixed",
+        <[_]>::is_empty,
+    )
+    .await;
+    // A request refused just before the switch is retried: what came after the last refusal was accepted.
+    let received = sidecar.received();
+    let accepted = &received[received.len() - rows.len()..];
+    assert!(
+        received.len() - rows.len() >= refused,
+        "none accepted twice"
+    );
+    assert_eq!(
+        ids_per_topic(accepted),
+        expected,
+        "every event accepted once, in commit order per topic"
+    );
+    let metrics = app.request("GET", "/metrics", None, None).await;
+    assert!(
+        metrics.text.contains("outbox_events_moved_aside_total 0"),
+        "{}",
+        metrics.text
+    );
+    app.shutdown(Duration::from_millis(200)).await;
+    sidecar.stop().await;
+}
+db_test!(
+    a_sidecar_refusing_the_deployment_is_an_outage_that_moves_nothing_aside,
+    super::a_sidecar_refusing_the_deployment_is_an_outage_that_moves_nothing_aside
+);
 
 #[actix_web::test]
 async fn a_failing_broker_never_moves_rows_aside_and_they_are_delivered_when_it_recovers() {
@@ -309,3 +401,118 @@ async fn a_backlog_is_delivered_in_bulk_requests_per_topic_in_order() {
     app.shutdown(Duration::from_millis(200)).await;
     sidecar.stop().await;
 }
+
+/// The value of the unlabelled metric `name` in a Prometheus text exposition.
+fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines().find_map(|line| {
+        let (metric, value) = line.split_once(' ')?;
+        (metric == name).then(|| value.parse().ok())?
+    })
+}
+
+async fn metrics_export_the_backlog_and_the_oldest_pending_age(backend: Backend) {
+    let sidecar = Sidecar::start(Mode::Fail);
+    let mut options = Options::new(backend).outbox(&sidecar.url());
+    options.publish_timeout = Duration::from_millis(200);
+    let app = TestApp::with(options).await;
+    let before = app.request("GET", "/metrics", None, None).await;
+    assert_eq!(
+        metric(&before.text, "events_outbox_backlog"),
+        Some(0.0),
+        "{}",
+        before.text
+    );
+    assert_eq!(
+        metric(&before.text, "events_outbox_oldest_pending_age_seconds"),
+        Some(0.0)
+    );
+    let user = app.register().await;
+    app.create_task(&user, json!({"title": "waits"})).await;
+    app.create_task(&user, json!({"title": "waits too"})).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let stuck = app.request("GET", "/metrics", None, None).await;
+    assert_eq!(
+        metric(&stuck.text, "events_outbox_backlog"),
+        Some(4.0),
+        "{}",
+        stuck.text
+    );
+    let age = metric(&stuck.text, "events_outbox_oldest_pending_age_seconds").unwrap();
+    assert!((1.0..30.0).contains(&age), "{age}");
+    sidecar.set_mode(Mode::Accept);
+    wait_for_rows(&app, Duration::from_secs(10), "delivered", <[_]>::is_empty).await;
+    let drained = app.request("GET", "/metrics", None, None).await;
+    assert_eq!(metric(&drained.text, "events_outbox_backlog"), Some(0.0));
+    assert_eq!(
+        metric(&drained.text, "events_outbox_oldest_pending_age_seconds"),
+        Some(0.0)
+    );
+    app.shutdown(Duration::from_millis(200)).await;
+    sidecar.stop().await;
+}
+db_test!(
+    metrics_export_the_backlog_and_the_oldest_pending_age,
+    super::metrics_export_the_backlog_and_the_oldest_pending_age
+);
+
+async fn a_relay_whose_rows_were_taken_over_deletes_none_of_them(backend: Backend) {
+    // Relay A publishes slowly; meanwhile another relay takes its rows over (as if A had been paused past its
+    // lease): A's delete after the publish must leave them to the new holder, and A counts them as fenced.
+    let sidecar = Sidecar::start(Mode::Slow);
+    let mut options = Options::new(backend).outbox(&sidecar.url());
+    options.publish_timeout = Duration::from_secs(2);
+    let app = TestApp::with(options).await;
+    let user = app.register().await;
+    app.create_task(&user, json!({"title": "taken over"})).await;
+    sidecar.wait_for(1).await;
+    let relay_b = app
+        .state
+        .store
+        .claim_outbox(
+            10,
+            Duration::from_secs(30),
+            time::OffsetDateTime::now_utc() + Duration::from_secs(3600),
+        )
+        .await
+        .unwrap();
+    assert_eq!(relay_b.messages.len(), 2, "{relay_b:?}");
+    let started = Instant::now();
+    loop {
+        let metrics = app.request("GET", "/metrics", None, None).await;
+        if metric(&metrics.text, "outbox_settles_fenced_total") == Some(2.0) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "relay A counts the rows it was fenced off from: {}",
+            metrics.text
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let rows = app.state.store.outbox_rows().await.unwrap();
+    assert_eq!(
+        rows.len(),
+        2,
+        "relay A deleted rows relay B holds: {rows:?}"
+    );
+    assert!(
+        rows.iter().all(|row| row.lease_id == Some(relay_b.lease)),
+        "{rows:?}"
+    );
+    let settled = app
+        .state
+        .store
+        .mark_outbox_delivered(
+            relay_b.lease,
+            &rows.iter().map(|row| row.id).collect::<Vec<_>>(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(settled.settled, 2, "relay B settles its own claim");
+    app.shutdown(Duration::from_millis(200)).await;
+    sidecar.stop().await;
+}
+db_test!(
+    a_relay_whose_rows_were_taken_over_deletes_none_of_them,
+    super::a_relay_whose_rows_were_taken_over_deletes_none_of_them
+);

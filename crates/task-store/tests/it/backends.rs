@@ -226,25 +226,67 @@ async fn store_operations_run_on_spawned_tasks() {
         .unwrap()
         .unwrap();
     let id = claimed.messages[0].id;
+    let lease = claimed.lease;
     let store = db.store.clone();
-    spawned(async move { store.release_outbox(&[id]).await })
+    spawned(async move { store.release_outbox(lease, &[id]).await })
         .await
         .unwrap()
         .unwrap();
     let store = db.store.clone();
-    let outcome = spawned(async move { store.record_outbox_failure(id, "x", now, 5, now).await })
+    let claimed = spawned(async move { store.claim_outbox(5, Duration::from_secs(10), now).await })
         .await
         .unwrap()
         .unwrap();
+    let lease = claimed.lease;
+    let store = db.store.clone();
+    let outcome = spawned(async move {
+        store
+            .record_outbox_failure(lease, id, "x", now, 5, now)
+            .await
+    })
+    .await
+    .unwrap()
+    .unwrap();
     assert_eq!(outcome, task_store::FailureOutcome::Retry { attempts: 1 });
     let store = db.store.clone();
+    let claimed = spawned(async move { store.claim_outbox(5, Duration::from_secs(10), now).await })
+        .await
+        .unwrap()
+        .unwrap();
+    let lease = claimed.lease;
+    let store = db.store.clone();
     assert_eq!(
-        spawned(async move { store.mark_outbox_delivered(&[id]).await })
+        spawned(async move { store.mark_outbox_delivered(lease, &[id]).await })
             .await
             .unwrap()
-            .unwrap(),
+            .unwrap()
+            .settled,
         1
     );
+    let store = db.store.clone();
+    spawned(async move { store.outbox_status(now).await })
+        .await
+        .unwrap()
+        .unwrap();
+    let store = db.store.clone();
+    spawned(async move { store.outbox_backlog().await })
+        .await
+        .unwrap()
+        .unwrap();
+    let store = db.store.clone();
+    spawned(async move {
+        store
+            .list_outbox(task_store::OutboxFilter::MovedAside, 10)
+            .await
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let store = db.store.clone();
+    spawned(async move { store.replay_outbox(None, now).await })
+        .await
+        .unwrap()
+        .unwrap();
     let store = db.store.clone();
     let counts = spawned(async move { store.outbox_counts().await })
         .await

@@ -4,7 +4,8 @@ use std::time::Duration;
 
 use task_domain::{DueDate, Email, Task, TaskEvent, TaskId, TaskPatch, TaskTitle, UserId};
 use task_store::{
-    FailureOutcome, NewOutboxMessage, NewUser, OutboxCounts, Staged, Store, StoreError, User,
+    FailureOutcome, NewOutboxMessage, NewUser, OutboxCounts, Settled, Staged, Store, StoreError,
+    User,
 };
 use time::OffsetDateTime;
 use time::macros::datetime;
@@ -567,8 +568,10 @@ pub(crate) async fn outbox_claims_lease_rows_and_keep_partition_order(store: &St
     let now = OffsetDateTime::now_utc();
     let lease = Duration::from_secs(30);
 
-    let claimed = store.claim_outbox(10, lease, now).await.unwrap().messages;
+    let claim = store.claim_outbox(10, lease, now).await.unwrap();
+    let claimed = claim.messages.clone();
     assert_eq!(payloads(&claimed), ["a", "b", "c"]);
+    assert!(claimed.iter().all(|row| row.lease_id == Some(claim.lease)));
     assert!(
         claimed
             .iter()
@@ -598,20 +601,34 @@ pub(crate) async fn outbox_claims_lease_rows_and_keep_partition_order(store: &St
     let limited = store
         .claim_outbox(1, lease, now + Duration::from_secs(31))
         .await
-        .unwrap()
-        .messages;
+        .unwrap();
     assert_eq!(
-        payloads(&limited),
+        payloads(&limited.messages),
         ["a"],
         "an expired lease frees the rows, oldest first"
     );
+    assert_ne!(limited.lease, claim.lease, "each claim has its own token");
 
     assert_eq!(
         store
-            .mark_outbox_delivered(&[claimed[0].id, claimed[2].id])
+            .mark_outbox_delivered(claim.lease, &[claimed[0].id, claimed[2].id])
             .await
             .unwrap(),
-        2
+        Settled {
+            settled: 1,
+            fenced: 1
+        },
+        "a was claimed again since: the first claim may no longer delete it"
+    );
+    assert_eq!(
+        store
+            .mark_outbox_delivered(limited.lease, &[claimed[0].id])
+            .await
+            .unwrap(),
+        Settled {
+            settled: 1,
+            fenced: 0
+        }
     );
     let rest = store
         .claim_outbox(10, lease, now + Duration::from_secs(62))
@@ -635,17 +652,24 @@ pub(crate) async fn outbox_failures_back_off_then_move_aside(store: &Store) {
         .unwrap();
     let now = OffsetDateTime::now_utc();
     let lease = Duration::from_secs(30);
-    let claimed = store.claim_outbox(10, lease, now).await.unwrap().messages;
+    let claim = store.claim_outbox(10, lease, now).await.unwrap();
+    let claimed = claim.messages.clone();
     let a = claimed[0].id;
 
     let retry_at = now + Duration::from_secs(60);
     let outcome = store
-        .record_outbox_failure(a, "sidecar said 500", retry_at, 3, now)
+        .record_outbox_failure(claim.lease, a, "sidecar said 500", retry_at, 3, now)
         .await
         .unwrap();
     assert_eq!(outcome, FailureOutcome::Retry { attempts: 1 });
-    store.release_outbox(&[claimed[1].id]).await.unwrap();
-    store.mark_outbox_delivered(&[claimed[2].id]).await.unwrap();
+    store
+        .release_outbox(claim.lease, &[claimed[1].id])
+        .await
+        .unwrap();
+    store
+        .mark_outbox_delivered(claim.lease, &[claimed[2].id])
+        .await
+        .unwrap();
 
     let blocked = store
         .claim_outbox(10, lease, now + Duration::from_secs(1))
@@ -659,11 +683,8 @@ pub(crate) async fn outbox_failures_back_off_then_move_aside(store: &Store) {
     );
 
     let after_backoff = now + Duration::from_secs(61);
-    let again = store
-        .claim_outbox(10, lease, after_backoff)
-        .await
-        .unwrap()
-        .messages;
+    let again_claim = store.claim_outbox(10, lease, after_backoff).await.unwrap();
+    let again = again_claim.messages.clone();
     assert_eq!(payloads(&again), ["a", "b"]);
     assert_eq!(again[0].attempts, 1);
     assert_eq!(again[0].last_error.as_deref(), Some("sidecar said 500"));
@@ -671,19 +692,53 @@ pub(crate) async fn outbox_failures_back_off_then_move_aside(store: &Store) {
     let long_error = "e".repeat(5000);
     assert_eq!(
         store
-            .record_outbox_failure(a, &long_error, after_backoff, 3, after_backoff)
+            .record_outbox_failure(
+                again_claim.lease,
+                a,
+                &long_error,
+                after_backoff,
+                3,
+                after_backoff
+            )
             .await
             .unwrap(),
         FailureOutcome::Retry { attempts: 2 }
     );
     assert_eq!(
         store
-            .record_outbox_failure(a, "still down", after_backoff, 3, after_backoff)
+            .record_outbox_failure(
+                again_claim.lease,
+                a,
+                "still down",
+                after_backoff,
+                3,
+                after_backoff
+            )
+            .await
+            .unwrap(),
+        FailureOutcome::Fenced,
+        "a failure releases the row: its claim cannot record another one"
+    );
+    let third = store.claim_outbox(1, lease, after_backoff).await.unwrap();
+    assert_eq!(payloads(&third.messages), ["a"]);
+    assert_eq!(
+        store
+            .record_outbox_failure(
+                third.lease,
+                a,
+                "still down",
+                after_backoff,
+                3,
+                after_backoff
+            )
             .await
             .unwrap(),
         FailureOutcome::MovedAside { attempts: 3 }
     );
-    store.release_outbox(&[again[1].id]).await.unwrap();
+    store
+        .release_outbox(again_claim.lease, &[again[1].id])
+        .await
+        .unwrap();
     let unblocked = store
         .claim_outbox(10, lease, after_backoff)
         .await
@@ -710,20 +765,28 @@ pub(crate) async fn outbox_failures_back_off_then_move_aside(store: &Store) {
     assert!(moved.failed_at.is_some());
     assert_eq!(moved.last_error.as_deref(), Some("still down"));
     let missing = store
-        .record_outbox_failure(Uuid::new_v4(), "x", now, 3, now)
+        .record_outbox_failure(claim.lease, Uuid::new_v4(), "x", now, 3, now)
         .await;
-    assert!(matches!(missing, Err(StoreError::NotFound)), "{missing:?}");
+    assert!(matches!(missing, Ok(FailureOutcome::Fenced)), "{missing:?}");
 }
 
 pub(crate) async fn outbox_releases_make_rows_claimable_again(store: &Store) {
     store.enqueue_outbox(&[message("p1", "a")]).await.unwrap();
     let now = OffsetDateTime::now_utc();
-    let claimed = store
+    let claim = store
         .claim_outbox(10, Duration::from_secs(300), now)
         .await
-        .unwrap()
-        .messages;
-    assert_eq!(store.release_outbox(&[claimed[0].id]).await.unwrap(), 1);
+        .unwrap();
+    assert_eq!(
+        store
+            .release_outbox(claim.lease, &[claim.messages[0].id])
+            .await
+            .unwrap(),
+        Settled {
+            settled: 1,
+            fenced: 0
+        }
+    );
     let again = store
         .claim_outbox(10, Duration::from_secs(300), now)
         .await
@@ -775,7 +838,14 @@ pub(crate) async fn a_blocked_key_with_a_long_backlog_holds_back_only_itself(sto
     assert_eq!(first.blocked_until, None, "nothing was blocked yet");
     let retry_at = task_domain::normalize(now + Duration::from_secs(60));
     store
-        .record_outbox_failure(first.messages[0].id, "sidecar down", retry_at, 20, now)
+        .record_outbox_failure(
+            first.lease,
+            first.messages[0].id,
+            "sidecar down",
+            retry_at,
+            20,
+            now,
+        )
         .await
         .unwrap();
 
@@ -788,13 +858,19 @@ pub(crate) async fn a_blocked_key_with_a_long_backlog_holds_back_only_itself(sto
     );
     assert_eq!(some.blocked_until, Some(retry_at));
     store
-        .mark_outbox_delivered(&some.messages.iter().map(|m| m.id).collect::<Vec<_>>())
+        .mark_outbox_delivered(
+            some.lease,
+            &some.messages.iter().map(|m| m.id).collect::<Vec<_>>(),
+        )
         .await
         .unwrap();
     let rest = store.claim_outbox(10, lease, later).await.unwrap();
     assert_eq!(payloads(&rest.messages), ["y2", "x3"]);
     store
-        .mark_outbox_delivered(&rest.messages.iter().map(|m| m.id).collect::<Vec<_>>())
+        .mark_outbox_delivered(
+            rest.lease,
+            &rest.messages.iter().map(|m| m.id).collect::<Vec<_>>(),
+        )
         .await
         .unwrap();
     let none = store.claim_outbox(10, lease, later).await.unwrap();
@@ -831,5 +907,220 @@ pub(crate) async fn a_key_leased_by_another_relay_is_skipped_until_its_lease_end
         other.blocked_until,
         Some(task_domain::normalize(now + lease)),
         "the lease end frees the key"
+    );
+}
+
+pub(crate) async fn an_expired_lease_is_fenced_off_once_another_relay_claims_the_rows(
+    store: &Store,
+) {
+    store
+        .enqueue_outbox(&[message("p1", "a"), message("p1", "b"), message("p2", "c")])
+        .await
+        .unwrap();
+    let now = OffsetDateTime::now_utc();
+    let lease = Duration::from_secs(30);
+    let relay_a = store.claim_outbox(10, lease, now).await.unwrap();
+    assert_eq!(payloads(&relay_a.messages), ["a", "b", "c"]);
+    // Relay A stalls past its lease; relay B takes the same rows over.
+    let later = now + Duration::from_secs(31);
+    let relay_b = store.claim_outbox(10, lease, later).await.unwrap();
+    assert_eq!(payloads(&relay_b.messages), ["a", "b", "c"]);
+    let ids: Vec<Uuid> = relay_a.messages.iter().map(|row| row.id).collect();
+
+    let fenced = Settled {
+        settled: 0,
+        fenced: 3,
+    };
+    assert_eq!(
+        store
+            .mark_outbox_delivered(relay_a.lease, &ids)
+            .await
+            .unwrap(),
+        fenced,
+        "A may not delete rows B holds"
+    );
+    assert_eq!(
+        store.release_outbox(relay_a.lease, &ids).await.unwrap(),
+        fenced,
+        "A may not clear B's lease"
+    );
+    assert_eq!(
+        store
+            .record_outbox_failure(relay_a.lease, ids[0], "late", later, 3, later)
+            .await
+            .unwrap(),
+        FailureOutcome::Fenced,
+        "A may not record a failure on a row B holds"
+    );
+    let rows = store.outbox_rows().await.unwrap();
+    assert_eq!(rows.len(), 3, "nothing deleted");
+    assert!(rows.iter().all(|row| row.lease_id == Some(relay_b.lease)));
+    assert!(
+        rows.iter()
+            .all(|row| row.attempts == 0 && row.last_error.is_none())
+    );
+    assert!(
+        store
+            .claim_outbox(10, lease, later)
+            .await
+            .unwrap()
+            .messages
+            .is_empty(),
+        "B's lease still holds both keys"
+    );
+
+    // B's settling works.
+    assert_eq!(
+        store
+            .record_outbox_failure(relay_b.lease, ids[2], "500", later, 3, later)
+            .await
+            .unwrap(),
+        FailureOutcome::Retry { attempts: 1 }
+    );
+    assert_eq!(
+        store
+            .mark_outbox_delivered(relay_b.lease, &ids[..2])
+            .await
+            .unwrap(),
+        Settled {
+            settled: 2,
+            fenced: 0
+        }
+    );
+    let rows = store.outbox_rows().await.unwrap();
+    assert_eq!(payloads(&rows), ["c"]);
+    assert_eq!(rows[0].attempts, 1);
+    assert_eq!(
+        rows[0].lease_id, None,
+        "a recorded failure releases the row"
+    );
+}
+
+pub(crate) async fn outbox_status_counts_backlog_blocked_keys_and_moved_aside_rows(store: &Store) {
+    let empty = store
+        .outbox_status(OffsetDateTime::now_utc())
+        .await
+        .unwrap();
+    assert_eq!(
+        empty,
+        task_store::OutboxStatus {
+            backlog: task_store::OutboxBacklog {
+                pending: 0,
+                oldest_pending_at: None
+            },
+            blocked_keys: 0,
+            moved_aside: 0,
+        }
+    );
+    store
+        .enqueue_outbox(&[message("p1", "a"), message("p2", "b")])
+        .await
+        .unwrap();
+    let first_written = store.outbox_rows().await.unwrap()[0].created_at;
+    store
+        .enqueue_outbox(&[message("p1", "a2"), message("p3", "c"), message("p4", "d")])
+        .await
+        .unwrap();
+    let now = OffsetDateTime::now_utc();
+    let lease = Duration::from_secs(30);
+    // p1's head fails (waits for a retry) and is moved aside; p2 then fails and waits; p3 is leased.
+    let claim = store.claim_outbox(2, lease, now).await.unwrap();
+    assert_eq!(payloads(&claim.messages), ["a", "b"]);
+    let retry_at = now + Duration::from_secs(60);
+    store
+        .record_outbox_failure(claim.lease, claim.messages[0].id, "403", retry_at, 1, now)
+        .await
+        .unwrap();
+    store
+        .record_outbox_failure(claim.lease, claim.messages[1].id, "500", retry_at, 5, now)
+        .await
+        .unwrap();
+    let leased = store.claim_outbox(1, lease, now).await.unwrap();
+    assert_eq!(payloads(&leased.messages), ["a2"]);
+
+    let status = store.outbox_status(now).await.unwrap();
+    assert_eq!(status.backlog.pending, 4, "b, a2, c, d");
+    assert_eq!(
+        status.backlog.oldest_pending_at,
+        Some(first_written),
+        "b was written with a"
+    );
+    assert_eq!(status.blocked_keys, 2, "p2 retrying, p1 leased: {status:?}");
+    assert_eq!(status.moved_aside, 1);
+    assert_eq!(store.outbox_backlog().await.unwrap(), status.backlog);
+    let after_all = now + Duration::from_secs(120);
+    assert_eq!(
+        store.outbox_status(after_all).await.unwrap().blocked_keys,
+        0,
+        "retries due and leases expired hold nothing back"
+    );
+}
+
+pub(crate) async fn moved_aside_rows_are_listed_and_replayed(store: &Store) {
+    store
+        .enqueue_outbox(&[
+            message("p1", "a"),
+            message("p2", "b"),
+            message("p3", "c"),
+            message("p3", "d"),
+        ])
+        .await
+        .unwrap();
+    let now = OffsetDateTime::now_utc();
+    let claim = store
+        .claim_outbox(3, Duration::from_secs(30), now)
+        .await
+        .unwrap();
+    assert_eq!(payloads(&claim.messages), ["a", "b", "c"]);
+    for row in &claim.messages[..2] {
+        let outcome = store
+            .record_outbox_failure(claim.lease, row.id, "rejected: 400", now, 1, now)
+            .await
+            .unwrap();
+        assert_eq!(outcome, FailureOutcome::MovedAside { attempts: 1 });
+    }
+    use task_store::OutboxFilter;
+    let aside = store
+        .list_outbox(OutboxFilter::MovedAside, 10)
+        .await
+        .unwrap();
+    assert_eq!(payloads(&aside), ["a", "b"]);
+    assert!(aside.iter().all(|row| row.failed_at.is_some()));
+    let pending = store.list_outbox(OutboxFilter::Pending, 10).await.unwrap();
+    assert_eq!(payloads(&pending), ["c", "d"]);
+    let limited = store.list_outbox(OutboxFilter::Pending, 1).await.unwrap();
+    assert_eq!(payloads(&limited), ["c"]);
+
+    let b = aside[1].id;
+    assert_eq!(
+        store
+            .replay_outbox(Some(&[b, pending[0].id, Uuid::new_v4()]), now)
+            .await
+            .unwrap(),
+        1,
+        "only moved-aside rows are re-queued"
+    );
+    let rows = store.outbox_rows().await.unwrap();
+    let replayed = rows.iter().find(|row| row.id == b).unwrap();
+    assert_eq!(replayed.failed_at, None);
+    assert_eq!(replayed.attempts, 0, "attempts start over");
+    assert_eq!(replayed.last_error.as_deref(), Some("rejected: 400"));
+    let retaken = store
+        .claim_outbox(10, Duration::from_secs(30), now + Duration::from_secs(31))
+        .await
+        .unwrap();
+    assert_eq!(
+        payloads(&retaken.messages),
+        ["b", "c", "d"],
+        "the replayed row is claimable again"
+    );
+    assert_eq!(store.replay_outbox(None, now).await.unwrap(), 1, "a");
+    assert_eq!(
+        store
+            .list_outbox(OutboxFilter::MovedAside, 10)
+            .await
+            .unwrap()
+            .len(),
+        0
     );
 }

@@ -54,4 +54,7 @@ contract_tests!(
     concurrent_claims_never_hand_out_a_row_twice,
     a_blocked_key_with_a_long_backlog_holds_back_only_itself,
     a_key_leased_by_another_relay_is_skipped_until_its_lease_ends,
+    an_expired_lease_is_fenced_off_once_another_relay_claims_the_rows,
+    outbox_status_counts_backlog_blocked_keys_and_moved_aside_rows,
+    moved_aside_rows_are_listed_and_replayed,
 );

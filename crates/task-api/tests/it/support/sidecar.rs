@@ -16,15 +16,23 @@ pub(crate) enum Mode {
     Accept,
     /// 500 with a Dapr-style error body, as Dapr answers when the broker is unreachable.
     Fail,
-    /// 403 with a Dapr-style error body: the sidecar refuses the event itself (topic not allowed).
+    /// 403 with a Dapr-style error body: the deployment refuses the topic (not allowed for this app), the same
+    /// for every event.
     Reject,
+    /// 400 with a Dapr-style error body about the event itself (it cannot be published as sent).
+    RejectEvent,
     /// Never answers.
     Hang,
     /// Fails each event with this probability in percent, at random: a single publish is answered 500; a bulk
     /// request is answered 500 with `failedEntries` naming the failed entries while the others are accepted
     /// (daprd's answer to a partial failure).
     Flaky(u8),
+    /// Records the event, then answers 204 after [`SLOW_ANSWER`].
+    Slow,
 }
+
+/// How long [`Mode::Slow`] takes to answer.
+pub(crate) const SLOW_ANSWER: Duration = Duration::from_millis(500);
 
 /// One published event as received: a single publish request, or one entry of a bulk request (then the
 /// headers are the request's, the content type and partition key the entry's).
@@ -107,8 +115,8 @@ async fn publish(
         };
     let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let fails = |mode: Mode| match mode {
-        Mode::Accept | Mode::Hang => false,
-        Mode::Fail | Mode::Reject => true,
+        Mode::Accept | Mode::Hang | Mode::Slow => false,
+        Mode::Fail | Mode::Reject | Mode::RejectEvent => true,
         Mode::Flaky(percent) => rand::random_range(0..100u8) < percent,
     };
     let mut failed_ids = Vec::new();
@@ -141,11 +149,18 @@ async fn publish(
         shared.received.lock().unwrap().push(got);
     }
     if failed_ids.is_empty() {
+        if mode == Mode::Slow {
+            tokio::time::sleep(SLOW_ANSWER).await;
+        }
         return HttpResponse::NoContent().finish();
     }
     match mode {
         Mode::Reject => HttpResponse::Forbidden()
             .json(serde_json::json!({"errorCode": "ERR_PUBSUB_FORBIDDEN", "message": "topic not allowed"})),
+        Mode::RejectEvent => HttpResponse::BadRequest().json(serde_json::json!({
+            "errorCode": "ERR_PUBSUB_CLOUD_EVENTS_SER",
+            "message": "error when marshalling cloud event envelope"
+        })),
         // daprd lists every failed entry of a bulk request (all of them when the broker is down).
         _ if bulk => HttpResponse::InternalServerError().json(serde_json::json!({
             "failedEntries": failed_ids
