@@ -5,6 +5,8 @@
 //! connection type and `schema` module in scope. Each expansion is type-checked on its own. The few statements
 //! that differ by backend (row locks, the claim query) live in the `BackendQueries` trait.
 
+use std::sync::Arc;
+
 use diesel::prelude::*;
 use diesel_async::pooled_connection::deadpool::Pool;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
@@ -24,6 +26,11 @@ use crate::users::{NewUser, User};
 #[derive(Clone)]
 pub struct Store {
     pools: Pools,
+    /// SQLite has one writer at a time: writers queue here, first come first served, before they begin, instead of
+    /// sleeping and retrying in SQLite's busy handler (which let a request wait hundreds of milliseconds while
+    /// later ones got through). Readers never take it (WAL lets them read beside the writer). Unused on
+    /// PostgreSQL, whose row locks order writers.
+    writer: Arc<tokio::sync::Mutex<()>>,
     log: Logger,
 }
 
@@ -153,8 +160,8 @@ macro_rules! in_transaction {
                 }
                 Err(err) => Err(StoreError::from(err).into()),
             },
-            Pools::Sqlite(pool) => match pool.get().await {
-                Ok(mut pooled) => {
+            Pools::Sqlite(pool) => match ($store.writer.lock().await, pool.get().await) {
+                (_writer, Ok(mut pooled)) => {
                     let pooled: &mut SqliteConn = &mut pooled;
                     pooled
                         .immediate_transaction(async |$conn: &mut SqliteConn| {
@@ -167,8 +174,32 @@ macro_rules! in_transaction {
                         })
                         .await
                 }
-                Err(err) => Err(StoreError::from(err).into()),
+                (_writer, Err(err)) => Err(StoreError::from(err).into()),
             },
+        }
+    };
+}
+
+/// [`with_conn!`] for a statement that writes outside a transaction: on SQLite it queues for the single writer
+/// first, like [`in_transaction!`].
+macro_rules! with_write_conn {
+    ($store:expr, |$conn:ident| $body:block) => {
+        match &$store.pools {
+            Pools::Postgres(pool) => {
+                let mut pooled = pool.get().await?;
+                let $conn: &mut AsyncPgConnection = &mut pooled;
+                #[allow(unused_imports, reason = "each body uses some of the tables")]
+                use crate::schema::pg::*;
+                $body
+            }
+            Pools::Sqlite(pool) => {
+                let _writer = $store.writer.lock().await;
+                let mut pooled = pool.get().await?;
+                let $conn: &mut SqliteConn = &mut pooled;
+                #[allow(unused_imports, reason = "each body uses some of the tables")]
+                use crate::schema::sqlite::*;
+                $body
+            }
         }
     };
 }
@@ -220,7 +251,11 @@ impl Store {
                 Pools::Sqlite(pool::sqlite(path, config)?)
             }
         };
-        let store = Self { pools, log };
+        let store = Self {
+            pools,
+            writer: Arc::new(tokio::sync::Mutex::new(())),
+            log,
+        };
         if store.backend() == Backend::Sqlite {
             store.ping().await.map_err(OpenError::Connect)?;
         }
@@ -274,7 +309,7 @@ impl Store {
     /// Registers a user. A taken email fails with [`StoreError::UniqueViolation`].
     pub async fn create_user(&self, new: NewUser) -> Result<User, StoreError> {
         let now = task_domain::normalize(new.now);
-        with_conn!(self, |conn| {
+        with_write_conn!(self, |conn| {
             diesel::insert_into(users::table)
                 .values((
                     users::id.eq(DbUuid::from(new.id)),

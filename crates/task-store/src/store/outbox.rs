@@ -161,7 +161,7 @@ impl Store {
         ids: &[Uuid],
     ) -> Result<Settled, StoreError> {
         let ids: Vec<DbUuid> = ids.iter().copied().map(DbUuid).collect();
-        let settled = with_conn!(self, |conn| {
+        let settled = with_write_conn!(self, |conn| {
             diesel::delete(
                 event_outbox::table
                     .filter(event_outbox::id.eq_any(&ids))
@@ -180,7 +180,7 @@ impl Store {
     /// failure, or shutting down): clears the lease of those that still carry the fencing token `lease`.
     pub async fn release_outbox(&self, lease: Uuid, ids: &[Uuid]) -> Result<Settled, StoreError> {
         let ids: Vec<DbUuid> = ids.iter().copied().map(DbUuid).collect();
-        let settled = with_conn!(self, |conn| {
+        let settled = with_write_conn!(self, |conn| {
             diesel::update(
                 event_outbox::table
                     .filter(event_outbox::id.eq_any(&ids))
@@ -356,7 +356,7 @@ impl Store {
     ) -> Result<usize, StoreError> {
         let now = task_domain::normalize(now);
         let ids: Option<Vec<DbUuid>> = ids.map(|ids| ids.iter().copied().map(DbUuid).collect());
-        with_conn!(self, |conn| {
+        with_write_conn!(self, |conn| {
             let changes = (
                 event_outbox::attempts.eq(0),
                 event_outbox::failed_at.eq(None::<OffsetDateTime>),

@@ -6,7 +6,8 @@ use diesel::QueryableByName;
 use diesel::migration::MigrationSource;
 use diesel::pg::Pg;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
-use task_store::{Backend, DbConfig, Store, StoreError};
+use task_domain::{Email, Task, TaskId, TaskTitle, UserId};
+use task_store::{Backend, DbConfig, NewUser, Staged, Store, StoreError};
 
 use crate::support::{
     DroppedDatabase, TestDb, admin_execute, logger, small_pool, test_database_url, with_database,
@@ -81,6 +82,59 @@ async fn sqlite_files_are_created_in_wal_mode_and_reopened_without_migrating_aga
         .await
         .expect("second migration run");
     assert!(applied.is_empty(), "{applied:?}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// SQLite writers queue in the store, first come first served, instead of in SQLite's busy handler: even with a
+/// `busy_timeout` far shorter than the queue, many concurrent writers all commit (before, those that slept past
+/// it failed as `Unavailable`, "database is locked").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_sqlite_writers_queue_instead_of_timing_out() {
+    let dir = std::env::temp_dir().join(format!(
+        "task-store-writers-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
+    let config = DbConfig {
+        pool_size: 8,
+        busy_timeout_ms: 1,
+        ..DbConfig::with_url(format!("sqlite://{}", dir.join("writers.db").display()))
+    };
+    let store = Store::open(&config, &logger()).await.expect("open");
+    let owner = store
+        .create_user(NewUser {
+            id: UserId::new_v4(),
+            email: Email::parse("writers@example.com").unwrap(),
+            password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".to_owned(),
+            now: time::OffsetDateTime::now_utc(),
+        })
+        .await
+        .expect("create user");
+    let mut writers = tokio::task::JoinSet::new();
+    for n in 0..64 {
+        let store = store.clone();
+        writers.spawn(async move {
+            let now = time::OffsetDateTime::now_utc();
+            let (task, _) = Task::create(
+                TaskId::new_v4(),
+                owner.id,
+                TaskTitle::parse(&format!("writer {n}")).unwrap(),
+                None,
+                now,
+            );
+            store
+                .insert_task(&task, |_| Ok::<_, StoreError>(Staged::new(())))
+                .await
+        });
+    }
+    let mut failures = Vec::new();
+    while let Some(joined) = writers.join_next().await {
+        if let Err(err) = joined.expect("writer ran") {
+            failures.push(err);
+        }
+    }
+    assert!(failures.is_empty(), "writers failed: {failures:?}");
+    assert_eq!(store.list_tasks(owner.id, None).await.unwrap().len(), 64);
+    drop(store);
     let _ = std::fs::remove_dir_all(dir);
 }
 
