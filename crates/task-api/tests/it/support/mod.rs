@@ -198,6 +198,10 @@ pub(crate) struct Options {
     pub(crate) outbox_max_attempts: u32,
     /// How long a fire-and-forget lane waits for a batch to fill.
     pub(crate) batch_linger: Duration,
+    /// The JWT secret ([`SECRET`] by default).
+    pub(crate) jwt_secret: String,
+    /// Password hashing settings.
+    pub(crate) passwords: task_api::config::PasswordConfig,
 }
 
 impl Options {
@@ -212,6 +216,8 @@ impl Options {
             publish_timeout: Duration::from_millis(500),
             outbox_max_attempts: 20,
             batch_linger: Duration::ZERO,
+            jwt_secret: SECRET.to_owned(),
+            passwords: task_api::config::PasswordConfig::default(),
         }
     }
 
@@ -339,9 +345,10 @@ impl TestApp {
                 ..HttpConfig::default()
             },
             auth: AuthConfig {
-                jwt_secret: Secret::new(SECRET.to_owned()),
+                jwt_secret: Secret::new(options.jwt_secret.clone()),
                 cookie_secure: false,
                 cookie_samesite: CookieSameSite::Lax,
+                passwords: options.passwords.clone(),
             },
             events,
             shutdown_timeout: Duration::from_secs(2),
