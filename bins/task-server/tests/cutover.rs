@@ -55,12 +55,18 @@ fn command(dir: &std::path::Path, env: &[(&str, &str)]) -> Command {
 
 /// Starts the binary and waits for its "listening" line; the log lines up to it are kept.
 fn start(dir: &std::path::Path, env: &[(&str, &str)]) -> Server {
-    let mut child = command(dir, env)
+    let child = command(dir, env)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn task-api");
-    let stdout = child.stdout.take().unwrap();
+    // Owned by the guard from here on, so a failed wait still kills and reaps the process.
+    let mut server = Server {
+        child,
+        port: 0,
+        lines: Vec::new(),
+    };
+    let stdout = server.child.stdout.take().unwrap();
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -69,21 +75,20 @@ fn start(dir: &std::path::Path, env: &[(&str, &str)]) -> Server {
             }
         }
     });
-    let mut lines = Vec::new();
-    loop {
+    while server.port == 0 {
         let line = rx
             .recv_timeout(Duration::from_secs(60))
-            .unwrap_or_else(|_| panic!("the server logs that it listens: {lines:#?}"));
+            .unwrap_or_else(|_| panic!("the server logs that it listens: {:#?}", server.lines));
         let record: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
-        lines.push(line);
+        server.lines.push(line);
         if record["msg"]
             .as_str()
             .is_some_and(|m| m.starts_with("listening on port"))
         {
-            let port = record["port"].as_u64().expect("port field") as u16;
-            return Server { child, port, lines };
+            server.port = record["port"].as_u64().expect("port field") as u16;
         }
     }
+    server
 }
 
 fn temp_dir(tag: &str) -> std::path::PathBuf {
