@@ -500,3 +500,76 @@ async fn health_reports_the_phase_and_the_root_answers_json() {
             .is_some_and(|v| v.starts_with("application/json"))
     );
 }
+
+/// Issue 16: `/readyz` is never 200 on a schema the code cannot use. A database in the original service's shape
+/// (never migrated by us) answers 503 while the service otherwise runs; once migrated it is ready.
+#[actix_web::test]
+async fn readyz_is_503_until_the_schema_has_every_migration() {
+    use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
+
+    if Backend::postgres_or_skip().is_none() {
+        return;
+    }
+    let admin_url = std::env::var("TEST_DATABASE_URL").expect("TEST_DATABASE_URL");
+    let name = format!("task_api_test_{}", Uuid::new_v4().simple());
+    let mut admin = AsyncPgConnection::establish(&admin_url)
+        .await
+        .expect("admin");
+    diesel::sql_query(format!("CREATE DATABASE {name}"))
+        .execute(&mut admin)
+        .await
+        .expect("create the database");
+    drop(admin);
+    let _guard = crate::support::TestDatabase::Postgres {
+        admin_url: admin_url.clone(),
+        name: name.clone(),
+    };
+    let base = admin_url.rsplit_once('/').expect("a URL with a path").0;
+    let db = task_store::DbConfig::with_url(format!("{base}/{name}"));
+    let mut conn = AsyncPgConnection::establish(&db.url)
+        .await
+        .expect("connect");
+    conn.batch_execute(include_str!(
+        "../../../task-store/tests/fixtures/original_schema.sql"
+    ))
+    .await
+    .expect("the original's schema");
+    drop(conn);
+
+    let log = crate::support::logger();
+    let store = task_store::Store::open(&db, &log).await.expect("open");
+    let mut app = TestApp::new(Backend::Sqlite).await;
+    let config = task_api::ServiceConfig {
+        database: db.clone(),
+        http: task_api::config::HttpConfig::default(),
+        auth: task_api::config::AuthConfig {
+            jwt_secret: task_api::config::Secret::new(crate::support::SECRET.to_owned()),
+            cookie_secure: false,
+            cookie_samesite: task_api::config::CookieSameSite::Lax,
+            passwords: PasswordConfig::default(),
+        },
+        events: task_api::config::EventsConfig::default(),
+        shutdown_timeout: Duration::from_secs(1),
+    };
+    let publisher = app.state.publisher.clone();
+    app.state = task_api::build_state(
+        &config,
+        store,
+        publisher.clone(),
+        task_api::service::Delivery::Publish(publisher),
+        &log,
+    );
+
+    let answer = app.request("GET", "/readyz", None, None).await;
+    answer.assert_error(503, "SERVICE_UNAVAILABLE");
+    assert!(answer.header("retry-after").is_some());
+    assert_eq!(
+        app.request("GET", "/healthz", None, None).await.status,
+        StatusCode::OK,
+        "alive, only not ready"
+    );
+
+    task_store::run_pending(&db, &log).await.expect("migrate");
+    let ready = app.request("GET", "/readyz", None, None).await;
+    assert_eq!(ready.status, StatusCode::OK, "{}", ready.text);
+}
