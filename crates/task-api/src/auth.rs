@@ -351,6 +351,45 @@ pub enum Verified {
     ValidRehashed(String),
 }
 
+/// A hash computation handed to the hashing threads.
+type HashJob = Box<dyn FnOnce() + Send + 'static>;
+
+/// Starts `count` threads that run hash computations, and returns their queue. The threads end when every
+/// sender is dropped.
+///
+/// Why threads of their own rather than tokio's blocking pool: unless the process pins glibc's mmap threshold
+/// (the `task-api` binary does), glibc keeps a freed 19 MiB Argon2 block in the malloc arena of the thread that
+/// freed it, and the blocking pool has hundreds of threads (the SQLite queries run there too): hashing spread
+/// over them grew the resident memory far past `concurrency` × 19 MiB (40 concurrent logins with 4 slots, debug
+/// build: 579 MB). On `count` dedicated threads at most `count` arenas hold such blocks.
+fn spawn_hash_threads(count: usize) -> std::sync::mpsc::Sender<HashJob> {
+    let (sender, receiver) = std::sync::mpsc::channel::<HashJob>();
+    let receiver = Arc::new(std::sync::Mutex::new(receiver));
+    for index in 0..count {
+        let receiver = Arc::clone(&receiver);
+        // A thread that cannot be spawned leaves the others; with none, the receiver is dropped here and every
+        // hash fails with an internal error instead of waiting forever.
+        let _ = std::thread::Builder::new()
+            .name(format!("password-hash-{index}"))
+            .spawn(move || {
+                loop {
+                    let job = receiver
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .recv();
+                    match job {
+                        // A panicking computation answers 500 (its result sender is dropped); the thread stays.
+                        Ok(job) => {
+                            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+                        }
+                        Err(_) => return,
+                    }
+                }
+            });
+    }
+    sender
+}
+
 /// Password hashing with bounded concurrency and equal timing (issue 15).
 ///
 /// * At most `concurrency` hash computations run at once (each Argon2id one holds 19 MiB); a caller that waits
@@ -364,6 +403,8 @@ pub enum Verified {
 pub struct Passwords {
     algorithm: PasswordHashAlgorithm,
     slots: Arc<Semaphore>,
+    /// The queue of the dedicated hashing threads (as many as slots).
+    threads: std::sync::mpsc::Sender<HashJob>,
     queue_wait: Duration,
     /// Whether bcrypt / Argon2 hashes were found in the database (the configured format is always paid for).
     stored_bcrypt: Arc<AtomicBool>,
@@ -374,9 +415,11 @@ impl Passwords {
     /// Hashing per `config`, equal-timed for the configured format until [`Passwords::note_stored_formats`] or
     /// [`Passwords::detect_stored_formats`] adds the formats found in the database.
     pub fn new(config: &PasswordConfig) -> Self {
+        let concurrency = config.concurrency.max(1);
         Self {
             algorithm: config.algorithm,
-            slots: Arc::new(Semaphore::new(config.concurrency.max(1))),
+            slots: Arc::new(Semaphore::new(concurrency)),
+            threads: spawn_hash_threads(concurrency),
             queue_wait: config.queue_wait,
             stored_bcrypt: Arc::new(AtomicBool::new(false)),
             stored_argon2: Arc::new(AtomicBool::new(false)),
@@ -434,13 +477,19 @@ impl Passwords {
             .await
             .map_err(|_| ApiError::Unavailable("password hashing is at capacity".into()))?
             .map_err(ApiError::internal)?;
-        tokio::task::spawn_blocking(move || {
+        let (done, result) = tokio::sync::oneshot::channel();
+        let job: HashJob = Box::new(move || {
             let out = work();
+            // The slot is freed when the computation ends, even if the request was dropped meanwhile.
             drop(permit);
-            out
-        })
-        .await
-        .map_err(ApiError::internal)
+            let _ = done.send(out);
+        });
+        self.threads
+            .send(job)
+            .map_err(|_| ApiError::internal("the password hashing threads are gone"))?;
+        result
+            .await
+            .map_err(|_| ApiError::internal("a password hashing thread died"))
     }
 
     /// Hashes a new password with the configured algorithm.
