@@ -5,7 +5,7 @@
 //!
 //! | variable | default | meaning |
 //! |---|---|---|
-//! | `DATABASE_URL` | `sqlite://pakaura.db` | `postgres://…`/`postgresql://…` selects PostgreSQL, `sqlite://PATH` the embedded database |
+//! | `DATABASE_URL` | `sqlite://pakaura.db` | `postgres://…`/`postgresql://…` selects PostgreSQL, `sqlite://PATH` the embedded database; the original service's SQLAlchemy forms (`postgresql+asyncpg://…`, `postgresql+psycopg://…`, `sqlite+aiosqlite:///…`) are mapped and the mapping logged |
 //! | `DATABASE_POOL_SIZE` | `10` | connections in the pool (at least 2) |
 //! | `JWT_SECRET` | random per process (warned) | HS256 signing secret |
 //! | `DAPR_ENABLED` | `false` | send events to the sidecar; otherwise log them at DEBUG |
@@ -34,6 +34,10 @@
 //! | `LOG_LEVEL` | `info` | `trace`, `debug`, `info`, `warn`, `error`, `critical` |
 //! | `SHUTDOWN_TIMEOUT_SECONDS` | `25` | graceful shutdown deadline, one for both the request and the event drain |
 //! | `TASK_CONFIG` | unset | TOML file, same as `--config` |
+//! | `PASSWORD_HASH` | `argon2id` | algorithm of new and upgraded password hashes: `argon2id`, or `bcrypt` (cost 12, what the original service verifies: keep it while a rollback is possible) |
+//! | `PASSWORD_HASH_CONCURRENCY` | `4` | hash computations at once (Argon2id: 19 MiB each) |
+//! | `PASSWORD_HASH_QUEUE_WAIT_MS` | `1000` | how long a login or register waits for a hashing slot before 503 with `Retry-After` |
+//! | `MIGRATE_ON_START` | `false` | `serve` applies pending PostgreSQL migrations under an advisory lock instead of refusing to start |
 //!
 //! The TOML file uses the same names in lowercase (`port = 8080`).
 
@@ -45,8 +49,8 @@ use figment::value::{Dict, Map, Value};
 use figment::{Figment, Metadata, Profile, Provider};
 use serde::{Deserialize, Serialize};
 use task_api::config::{
-    AuthConfig, CookieSameSite, EventDelivery, EventsConfig, HttpConfig, OutboxConfig, Secret,
-    Topics,
+    AuthConfig, CookieSameSite, EventDelivery, EventsConfig, HttpConfig, OutboxConfig,
+    PasswordConfig, PasswordHashAlgorithm, Secret, Topics,
 };
 use task_api::rate_limit::TrustedProxies;
 
@@ -83,12 +87,19 @@ pub(crate) const ENV_NAMES: &[&str] = &[
     "LOG_FORMAT",
     "LOG_LEVEL",
     "SHUTDOWN_TIMEOUT_SECONDS",
+    // Cutover from the original service (issue 16) and bounded hashing (issue 15).
+    "PASSWORD_HASH",
+    "PASSWORD_HASH_CONCURRENCY",
+    "PASSWORD_HASH_QUEUE_WAIT_MS",
+    "MIGRATE_ON_START",
     CONFIG_FILE_ENV,
 ];
 
 /// Attempts of a fire-and-forget event before it is given up (about 1.5 s of backoff, or 5 publish deadlines
 /// against a hanging sidecar): the queue is memory, and an outage longer than that is the outbox's job.
 const FIRE_AND_FORGET_MAX_ATTEMPTS: u32 = 5;
+/// The most `PASSWORD_HASH_CONCURRENCY`: 64 Argon2id computations hold 1.2 GiB.
+const MAX_PASSWORD_HASH_CONCURRENCY: usize = 64;
 
 /// The largest `EVENT_BATCH_MAX`: a bulk request of 1000 events of about 1 KB stays far below daprd's 4 MiB
 /// body limit (and the dispatcher splits anything larger anyway).
@@ -182,6 +193,15 @@ pub(crate) struct Settings {
     pub(crate) log_level: String,
     /// `SHUTDOWN_TIMEOUT_SECONDS`.
     pub(crate) shutdown_timeout_seconds: u64,
+    // ---- cutover and password hashing ----
+    /// `PASSWORD_HASH`: `argon2id` or `bcrypt`.
+    pub(crate) password_hash: String,
+    /// `PASSWORD_HASH_CONCURRENCY`.
+    pub(crate) password_hash_concurrency: usize,
+    /// `PASSWORD_HASH_QUEUE_WAIT_MS`.
+    pub(crate) password_hash_queue_wait_ms: u64,
+    /// `MIGRATE_ON_START`.
+    pub(crate) migrate_on_start: bool,
 }
 
 impl Default for Settings {
@@ -218,6 +238,10 @@ impl Default for Settings {
             log_format: "pretty".to_owned(),
             log_level: "info".to_owned(),
             shutdown_timeout_seconds: 25,
+            password_hash: "argon2id".to_owned(),
+            password_hash_concurrency: 4,
+            password_hash_queue_wait_ms: 1_000,
+            migrate_on_start: false,
         }
     }
 }
@@ -318,12 +342,20 @@ fn non_empty(value: &Option<String>) -> Option<&str> {
 impl Settings {
     /// Checks what types alone cannot.
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
-        let url = self.database_url.trim();
+        let url = self.database_url();
         let known = ["postgres://", "postgresql://", "sqlite://"];
-        if !known.iter().any(|scheme| url.starts_with(scheme)) || known.contains(&url) {
+        if !known.iter().any(|scheme| url.starts_with(scheme)) || known.contains(&url.as_str()) {
             return Err(invalid(
                 "DATABASE_URL",
-                "expected postgres://…, postgresql://… or sqlite://PATH",
+                "expected postgres://…, postgresql://…, sqlite://PATH or a SQLAlchemy form such as \
+                postgresql+asyncpg://…",
+            ));
+        }
+        self.password_hash()?;
+        if !(1..=MAX_PASSWORD_HASH_CONCURRENCY).contains(&self.password_hash_concurrency) {
+            return Err(invalid(
+                "PASSWORD_HASH_CONCURRENCY",
+                format!("must be between 1 and {MAX_PASSWORD_HASH_CONCURRENCY}"),
             ));
         }
         if self.database_pool_size < 2 {
@@ -394,6 +426,25 @@ impl Settings {
         self.log_format()?;
         self.log_level()?;
         Ok(())
+    }
+
+    /// `DATABASE_URL` in our form: a SQLAlchemy form (the original service's) mapped, any other as it is.
+    pub(crate) fn database_url(&self) -> String {
+        let url = self.database_url.trim();
+        task_store::map_sqlalchemy_url(url).map_or_else(|| url.to_owned(), |mapped| mapped.url)
+    }
+
+    /// The SQLAlchemy form `DATABASE_URL` was written in (`postgresql+asyncpg`), when it was.
+    pub(crate) fn database_url_sqlalchemy_form(&self) -> Option<String> {
+        task_store::map_sqlalchemy_url(self.database_url.trim()).map(|m| m.sqlalchemy_form)
+    }
+
+    fn password_hash(&self) -> Result<PasswordHashAlgorithm, ConfigError> {
+        match self.password_hash.trim().to_ascii_lowercase().as_str() {
+            "argon2id" | "argon2" => Ok(PasswordHashAlgorithm::Argon2id),
+            "bcrypt" => Ok(PasswordHashAlgorithm::Bcrypt),
+            _ => Err(invalid("PASSWORD_HASH", "expected argon2id or bcrypt")),
+        }
     }
 
     fn same_site(&self) -> Result<CookieSameSite, ConfigError> {
@@ -477,7 +528,7 @@ impl Settings {
         Ok(task_api::ServiceConfig {
             database: task_store::DbConfig {
                 pool_size: self.database_pool_size as usize,
-                ..task_store::DbConfig::with_url(self.database_url.trim())
+                ..task_store::DbConfig::with_url(self.database_url())
             },
             http: HttpConfig {
                 frontend_url: (!frontend_url.is_empty())
@@ -491,6 +542,11 @@ impl Settings {
                 jwt_secret: Secret::new(jwt_secret),
                 cookie_secure: self.cookie_secure,
                 cookie_samesite: self.same_site()?,
+                passwords: PasswordConfig {
+                    algorithm: self.password_hash()?,
+                    concurrency: self.password_hash_concurrency,
+                    queue_wait: Duration::from_millis(self.password_hash_queue_wait_ms),
+                },
             },
             events: EventsConfig {
                 dapr_enabled: self.dapr_enabled,

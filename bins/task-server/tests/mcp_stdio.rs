@@ -241,7 +241,7 @@ fn mcp_stdio_serves_the_tools_for_the_given_user_and_keeps_stdout_for_the_protoc
     assert_eq!(added["isError"], false, "{added}");
     let task = added["structuredContent"].clone();
     assert_eq!(task["title"], "From the terminal");
-    assert_eq!(task["due_date"], "2030-06-01T00:00:00Z");
+    assert_eq!(task["due_date"], "2030-06-01T00:00:00.000000Z");
     let text: Value =
         serde_json::from_str(added["content"][0]["text"].as_str().expect("a text item")).unwrap();
     assert_eq!(text, task);

@@ -54,6 +54,42 @@ pub struct AuthConfig {
     pub cookie_secure: bool,
     /// The cookie's `SameSite` (`COOKIE_SAMESITE`).
     pub cookie_samesite: CookieSameSite,
+    /// Password hashing settings.
+    pub passwords: PasswordConfig,
+}
+
+/// The algorithm of new and upgraded password hashes (`PASSWORD_HASH`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PasswordHashAlgorithm {
+    /// Argon2id with the OWASP minimum parameters (m = 19 MiB, t = 2, p = 1), the default.
+    #[default]
+    Argon2id,
+    /// bcrypt cost 12, the original service's format: keep it while a rollback to the original is possible,
+    /// since the original verifies bcrypt only.
+    Bcrypt,
+}
+
+/// How passwords are hashed and how much hashing may run at once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PasswordConfig {
+    /// The algorithm of new and upgraded hashes (`PASSWORD_HASH`).
+    pub algorithm: PasswordHashAlgorithm,
+    /// How many hash computations (register, login) may run at once (`PASSWORD_HASH_CONCURRENCY`). Each Argon2id
+    /// computation holds 19 MiB, so this bounds the memory that logins can take.
+    pub concurrency: usize,
+    /// How long a login or register waits for a hashing slot before it is answered 503 with `Retry-After`
+    /// (`PASSWORD_HASH_QUEUE_WAIT_MS`).
+    pub queue_wait: Duration,
+}
+
+impl Default for PasswordConfig {
+    fn default() -> Self {
+        Self {
+            algorithm: PasswordHashAlgorithm::Argon2id,
+            concurrency: 4,
+            queue_wait: Duration::from_millis(1_000),
+        }
+    }
 }
 
 /// HTTP front settings.

@@ -114,6 +114,8 @@ pub struct HealthResponse {
     pub status: &'static str,
     /// The service version.
     pub version: &'static str,
+    /// The project phase, as the original service reports it.
+    pub phase: u32,
 }
 
 /// Collects field errors while reading a JSON object.
@@ -345,7 +347,7 @@ mod tests {
         assert_eq!(ok.title.as_str(), "Buy milk");
         assert_eq!(
             rfc3339(ok.due_date.unwrap().instant()),
-            "2030-01-02T01:04:05Z"
+            "2030-01-02T01:04:05.000000Z"
         );
         assert_eq!(details(parse_create(json!({})).unwrap_err()), ["title"]);
         assert_eq!(
@@ -394,11 +396,11 @@ mod tests {
         assert!(parse_due_date("2030-01-02T03:04:05Z").is_some());
         assert_eq!(
             rfc3339(parse_due_date("2030-01-02T03:04:05").unwrap().instant()),
-            "2030-01-02T03:04:05Z"
+            "2030-01-02T03:04:05.000000Z"
         );
         assert_eq!(
             rfc3339(parse_due_date("2030-01-02").unwrap().instant()),
-            "2030-01-02T00:00:00Z"
+            "2030-01-02T00:00:00.000000Z"
         );
         assert!(parse_due_date("02/01/2030").is_none());
     }

@@ -176,6 +176,10 @@ impl ResponseError for ApiError {
         if let ApiError::RateLimited { retry_after_secs } = self {
             builder.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
         }
+        // A 503 (database down, password hashing at capacity) is temporary: tell clients when to come back.
+        if let ApiError::Unavailable(_) = self {
+            builder.insert_header((header::RETRY_AFTER, HeaderValue::from_static("1")));
+        }
         if let ApiError::Authentication(_) = self {
             builder.insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")));
         }

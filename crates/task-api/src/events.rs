@@ -167,11 +167,16 @@ pub struct ReminderData {
     pub timestamp: String,
 }
 
-/// RFC 3339 in UTC with a `Z`.
+/// RFC 3339 in UTC, always with six fractional digits (microseconds) and `Z`, as the original service writes
+/// its timestamps: `2026-12-02T13:47:37.012500Z`, never `…37.0125Z` or `…37Z`. Stored instants are microsecond
+/// precise, so nothing is lost; a finer instant is truncated.
 pub fn rfc3339(instant: OffsetDateTime) -> String {
-    instant
-        .to_offset(time::UtcOffset::UTC)
-        .format(&Rfc3339)
+    const MICROS_Z: &[time::format_description::BorrowedFormatItem<'_>] = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z"
+    );
+    let utc = instant.to_offset(time::UtcOffset::UTC);
+    utc.format(MICROS_Z)
+        .or_else(|_| utc.format(&Rfc3339))
         .unwrap_or_else(|_| instant.unix_timestamp().to_string())
 }
 
@@ -383,5 +388,37 @@ impl EventFactory {
             traceparent: ctx.traceparent.clone(),
             event,
         })
+    }
+}
+
+#[cfg(test)]
+mod timestamp_tests {
+    use time::macros::datetime;
+
+    use super::rfc3339;
+
+    #[test]
+    fn timestamps_always_have_six_fractional_digits_and_z() {
+        for (instant, text) in [
+            (
+                datetime!(2026-12-02 13:47:37.0125 UTC),
+                "2026-12-02T13:47:37.012500Z",
+            ),
+            (
+                datetime!(2026-12-02 13:47:37 UTC),
+                "2026-12-02T13:47:37.000000Z",
+            ),
+            (
+                datetime!(2026-12-02 14:47:37.123456 +01:00),
+                "2026-12-02T13:47:37.123456Z",
+            ),
+            // Finer than microseconds is truncated, never rounded into the next second.
+            (
+                datetime!(2026-12-02 13:47:37.999999999 UTC),
+                "2026-12-02T13:47:37.999999Z",
+            ),
+        ] {
+            assert_eq!(rfc3339(instant), text);
+        }
     }
 }

@@ -32,7 +32,7 @@ use task_store::{DbConfig, OpenError, Store};
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::auth::Authenticator;
+use crate::auth::{Authenticator, Passwords};
 use crate::config::{AuthConfig, EventDelivery, EventsConfig, HttpConfig};
 use crate::error::ErrorChain;
 use crate::events::EventFactory;
@@ -212,6 +212,7 @@ pub fn build_state(
     web::Data::new(AppState {
         log: log.clone(),
         auth: Authenticator::new(&config.auth),
+        passwords: Passwords::new(&config.auth.passwords),
         store: store.clone(),
         tasks: TaskService::new(store, factory, delivery),
         publisher,
@@ -232,7 +233,18 @@ pub async fn build(config: &ServiceConfig, log: &Logger) -> Result<Built, Startu
     info!(log, "event delivery configured"; "dapr_enabled" => config.events.dapr_enabled,
         "delivery" => ?config.events.delivery, "pubsub" => &config.events.pubsub_name,
         "endpoint" => &config.events.dapr_endpoint);
-    let state = build_state(config, store, publisher, delivery, log);
+    let state = build_state(config, store.clone(), publisher, delivery, log);
+    match state.passwords.detect_stored_formats(&store).await {
+        Ok((bcrypt, argon2)) => info!(log, "password hashing configured";
+            "algorithm" => ?state.passwords.algorithm(), "stored_bcrypt" => bcrypt, "stored_argon2" => argon2,
+            "concurrency" => config.auth.passwords.concurrency),
+        Err(err) => {
+            // Unknown: pay for both formats, so login timing cannot tell accounts apart.
+            state.passwords.note_stored_formats(true, true);
+            warn!(log, "cannot tell which password hash formats are stored; logins verify both";
+                "error" => %ErrorChain(&err));
+        }
+    }
     Ok(Built { state, background })
 }
 

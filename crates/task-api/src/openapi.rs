@@ -42,11 +42,11 @@ impl Modify for SecuritySchemes {
         auth::register, auth::login, auth::logout, auth::me,
         tasks::create_task, tasks::list_tasks, tasks::get_task, tasks::update_task, tasks::delete_task,
         tasks::complete_task, tasks::uncomplete_task,
-        health::health, health::healthz, health::readyz, health::metrics,
+        health::health, health::root, health::healthz, health::readyz, health::metrics,
     ),
     components(schemas(
         Credentials, UserResponse, MessageResponse, CreateTaskRequest, UpdateTaskRequest, TaskResponse,
-        TaskListResponse, HealthResponse, ErrorEnvelope, ErrorBody, FieldError,
+        TaskListResponse, HealthResponse, health::RootResponse, ErrorEnvelope, ErrorBody, FieldError,
     )),
     modifiers(&SecuritySchemes),
     tags((name = "auth"), (name = "tasks"), (name = "health")),

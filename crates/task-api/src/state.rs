@@ -5,7 +5,7 @@ use std::sync::Arc;
 use slog::Logger;
 use task_store::Store;
 
-use crate::auth::Authenticator;
+use crate::auth::{Authenticator, Passwords};
 use crate::config::HttpConfig;
 use crate::metrics::Metrics;
 use crate::publisher::EventPublisher;
@@ -19,6 +19,8 @@ pub struct AppState {
     pub log: Logger,
     /// Token and cookie handling.
     pub auth: Authenticator,
+    /// Password hashing (bounded, equal-timed).
+    pub passwords: Passwords,
     /// Persistence (users; tasks go through `tasks`).
     pub store: Store,
     /// The task operations.

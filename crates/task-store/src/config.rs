@@ -14,7 +14,8 @@ pub const DEFAULT_DATABASE_URL: &str = "sqlite://pakaura.db";
 #[serde(deny_unknown_fields)]
 pub struct DbConfig {
     /// `postgres://…` / `postgresql://…` selects PostgreSQL, `sqlite://PATH` an SQLite file (created when
-    /// missing; `sqlite:///abs/path.db` for an absolute path).
+    /// missing; `sqlite:///abs/path.db` for an absolute path); SQLAlchemy's forms (`postgresql+asyncpg://…`) are
+    /// mapped by [`map_sqlalchemy_url`].
     #[serde(default = "default_url")]
     pub url: String,
     /// Maximum connections in the pool; at least 2.
@@ -139,9 +140,79 @@ impl std::fmt::Debug for Database {
     }
 }
 
+/// A `DATABASE_URL` in one of SQLAlchemy's forms, mapped to ours (see [`map_sqlalchemy_url`]).
+#[derive(Clone, PartialEq, Eq)]
+pub struct MappedUrl {
+    /// The URL in our form (`postgresql://…`, `sqlite://PATH`); may hold a password.
+    pub url: String,
+    /// The SQLAlchemy dialect and driver it was written with, for the log: `postgresql+asyncpg`.
+    pub sqlalchemy_form: String,
+}
+
+impl std::fmt::Debug for MappedUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MappedUrl")
+            .field("url", &"[redacted]")
+            .field("sqlalchemy_form", &self.sqlalchemy_form)
+            .finish()
+    }
+}
+
+/// Maps the SQLAlchemy URL forms the original service used to ours; `None` for a URL not in such a form.
+///
+/// * `postgresql+asyncpg://…`, `postgresql+psycopg://…`, `postgresql+psycopg2://…` (any `+driver`, also after
+///   `postgres`) become `postgresql://…`. asyncpg's `ssl=<mode>` query parameter becomes libpq's
+///   `sslmode=<mode>` (`true` is `require`, `false` is `disable`).
+/// * `sqlite+aiosqlite:///relative.db` (three slashes: relative, SQLAlchemy's rule) becomes `sqlite://relative.db`
+///   and `sqlite+aiosqlite:////abs/path.db` (four: absolute) becomes `sqlite:///abs/path.db`; plain
+///   `sqlite:///…` keeps our meaning.
+pub fn map_sqlalchemy_url(url: &str) -> Option<MappedUrl> {
+    let (scheme, rest) = url.split_once("://")?;
+    let (dialect, driver) = scheme.split_once('+')?;
+    if driver.is_empty() {
+        return None;
+    }
+    let mapped = match dialect {
+        "postgres" | "postgresql" => {
+            let rest = match rest.split_once('?') {
+                Some((base, query)) => {
+                    let params: Vec<String> = query
+                        .split('&')
+                        .filter(|p| !p.is_empty())
+                        .map(|param| match param.split_once('=') {
+                            Some(("ssl", "true")) => "sslmode=require".to_owned(),
+                            Some(("ssl", "false")) => "sslmode=disable".to_owned(),
+                            Some(("ssl", mode)) => format!("sslmode={mode}"),
+                            _ => param.to_owned(),
+                        })
+                        .collect();
+                    if params.is_empty() {
+                        base.to_owned()
+                    } else {
+                        format!("{base}?{}", params.join("&"))
+                    }
+                }
+                None => rest.to_owned(),
+            };
+            format!("postgresql://{rest}")
+        }
+        // SQLAlchemy: `sqlite:///x.db` is relative, `sqlite:////x.db` absolute (the host part is empty).
+        "sqlite" => format!("sqlite://{}", rest.strip_prefix('/').unwrap_or(rest)),
+        _ => return None,
+    };
+    Some(MappedUrl {
+        url: mapped,
+        sqlalchemy_form: scheme.to_owned(),
+    })
+}
+
 impl Database {
-    /// Parses `postgres://…`, `postgresql://…`, `sqlite://PATH` (or `sqlite:PATH`).
+    /// Parses `postgres://…`, `postgresql://…`, `sqlite://PATH` (or `sqlite:PATH`), and the SQLAlchemy forms of
+    /// [`map_sqlalchemy_url`].
     pub fn parse(url: &str) -> Result<Self, OpenError> {
+        if let Some(mapped) = map_sqlalchemy_url(url) {
+            return Self::parse(&mapped.url);
+        }
         let invalid = |reason: &str| OpenError::Config {
             key: "url",
             reason: reason.to_owned(),
@@ -160,7 +231,8 @@ impl Database {
             return Ok(Self::Sqlite(PathBuf::from(path)));
         }
         Err(invalid(
-            "must start with postgres://, postgresql:// or sqlite://",
+            "must start with postgres://, postgresql://, sqlite:// or a SQLAlchemy form such as \
+            postgresql+asyncpg://",
         ))
     }
 

@@ -304,6 +304,33 @@ impl Store {
         })
     }
 
+    /// The embedded migrations this database lacks (empty: the schema is the one this code was built for).
+    /// Reads diesel's `__diesel_schema_migrations` through the pool, cheap enough for `/readyz`; a database
+    /// without that table (never migrated by us) lacks all of them.
+    pub async fn pending_migrations(&self) -> Result<Vec<String>, StoreError> {
+        #[derive(diesel::QueryableByName)]
+        struct Applied {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            version: String,
+        }
+        let applied: Result<Vec<Applied>, diesel::result::Error> = with_conn!(self, |conn| {
+            diesel::sql_query("SELECT version FROM __diesel_schema_migrations")
+                .load(conn)
+                .await
+        });
+        let applied = match applied {
+            Ok(rows) => rows.into_iter().map(|row| row.version).collect::<Vec<_>>(),
+            // No such table: nothing of ours was ever applied. Any other failure is the database's.
+            Err(diesel::result::Error::DatabaseError(_, info))
+                if info.message().contains("__diesel_schema_migrations") =>
+            {
+                Vec::new()
+            }
+            Err(err) => return Err(err.into()),
+        };
+        Ok(crate::migrations::pending_of(self.backend(), &applied))
+    }
+
     // ---- users ----
 
     /// Registers a user. A taken email fails with [`StoreError::UniqueViolation`].
@@ -340,6 +367,65 @@ impl Store {
                 .optional()?
         });
         row.map(User::try_from).transpose()
+    }
+
+    /// Whether a user with this id exists: one primary-key lookup reading only the id, cheap enough to run on
+    /// every authenticated request (a token outlives a deleted user).
+    pub async fn user_exists(&self, id: UserId) -> Result<bool, StoreError> {
+        let found: Option<DbUuid> = with_conn!(self, |conn| {
+            users::table
+                .find(DbUuid::from(id))
+                .select(users::id)
+                .first(conn)
+                .await
+                .optional()?
+        });
+        Ok(found.is_some())
+    }
+
+    /// Replaces a user's password hash (an upgrade after a successful login) and bumps `updated_at`. A user
+    /// that no longer exists is [`StoreError::NotFound`].
+    pub async fn set_password_hash(
+        &self,
+        id: UserId,
+        password_hash: &str,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        let now = task_domain::normalize(now);
+        let updated = with_conn!(self, |conn| {
+            diesel::update(users::table.find(DbUuid::from(id)))
+                .set((
+                    users::password_hash.eq(password_hash),
+                    users::updated_at.eq(now),
+                ))
+                .execute(conn)
+                .await?
+        });
+        if updated == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    /// Whether any stored password hash starts with `prefix` (`$2` for bcrypt, `$argon2` for Argon2). Reads
+    /// the users table once (no index on the hash): meant for startup, not for requests.
+    pub async fn has_password_hash_with_prefix(&self, prefix: &str) -> Result<bool, StoreError> {
+        let pattern = format!(
+            "{}%",
+            prefix
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_")
+        );
+        let found: Option<DbUuid> = with_conn!(self, |conn| {
+            users::table
+                .filter(users::password_hash.like(&pattern).escape('\\'))
+                .select(users::id)
+                .first(conn)
+                .await
+                .optional()?
+        });
+        Ok(found.is_some())
     }
 
     /// The user with this id, if any.

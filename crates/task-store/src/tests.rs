@@ -41,6 +41,70 @@ fn database_urls_select_the_backend() {
 }
 
 #[test]
+fn the_original_services_sqlalchemy_urls_are_mapped() {
+    use crate::map_sqlalchemy_url;
+    let pg = |url: &str| Database::Postgres(url.to_owned());
+    for (url, expected, form) in [
+        (
+            "postgresql+asyncpg://user:pw@db.neon.tech:5432/todo",
+            pg("postgresql://user:pw@db.neon.tech:5432/todo"),
+            "postgresql+asyncpg",
+        ),
+        (
+            "postgresql+asyncpg://u:p@db/todo?ssl=require",
+            pg("postgresql://u:p@db/todo?sslmode=require"),
+            "postgresql+asyncpg",
+        ),
+        (
+            "postgresql+asyncpg://u@db/todo?ssl=true&application_name=x",
+            pg("postgresql://u@db/todo?sslmode=require&application_name=x"),
+            "postgresql+asyncpg",
+        ),
+        (
+            "postgresql+psycopg://u@db/todo?sslmode=verify-full",
+            pg("postgresql://u@db/todo?sslmode=verify-full"),
+            "postgresql+psycopg",
+        ),
+        (
+            "postgres+psycopg2://u@db/todo",
+            pg("postgresql://u@db/todo"),
+            "postgres+psycopg2",
+        ),
+        // SQLAlchemy: three slashes are a relative path, four an absolute one.
+        (
+            "sqlite+aiosqlite:///./todo.db",
+            Database::Sqlite(PathBuf::from("./todo.db")),
+            "sqlite+aiosqlite",
+        ),
+        (
+            "sqlite+aiosqlite:///todo.db",
+            Database::Sqlite(PathBuf::from("todo.db")),
+            "sqlite+aiosqlite",
+        ),
+        (
+            "sqlite+aiosqlite:////var/lib/todo.db",
+            Database::Sqlite(PathBuf::from("/var/lib/todo.db")),
+            "sqlite+aiosqlite",
+        ),
+    ] {
+        assert_eq!(Database::parse(url).unwrap(), expected, "{url}");
+        let mapped = map_sqlalchemy_url(url).unwrap();
+        assert_eq!(mapped.sqlalchemy_form, form);
+        assert!(!format!("{mapped:?}").contains("pw"), "Debug hides the URL");
+    }
+    for ours in [
+        "postgresql://db/x",
+        "postgres://db/x",
+        "sqlite://x.db",
+        "sqlite:///abs.db",
+    ] {
+        assert!(map_sqlalchemy_url(ours).is_none(), "{ours}");
+    }
+    assert!(Database::parse("mysql+aiomysql://db/x").is_err());
+    assert!(Database::parse("postgresql+://db/x").is_err());
+}
+
+#[test]
 fn the_default_is_the_embedded_database() {
     let config = DbConfig::default();
     assert_eq!(config.database().unwrap().backend(), Backend::Sqlite);

@@ -184,6 +184,11 @@ fn bad_values_fail_naming_the_key() {
             ("DAPR_HTTP_ENDPOINT", "sidecar:3500"),
             ("TRUSTED_PROXIES", "10.0.0.0/8, proxy.internal"),
             ("TRUSTED_PROXIES", "10.0.0.0/33"),
+            ("PASSWORD_HASH", "md5"),
+            ("PASSWORD_HASH_CONCURRENCY", "0"),
+            ("PASSWORD_HASH_CONCURRENCY", "1000"),
+            ("MIGRATE_ON_START", "sometimes"),
+            ("DATABASE_URL", "mysql+aiomysql://db/x"),
         ] {
             clear_env();
             jail.set_env(key, value);
@@ -299,4 +304,41 @@ fn env_names_match_the_env_sample_file() {
         in_sample, read,
         "names in .env.sample (left) differ from the names the binary reads (right)"
     );
+}
+
+#[test]
+fn the_cutover_settings_reach_the_service_config() {
+    Jail::expect_with(|jail| {
+        clear_env();
+        jail.set_env(
+            "DATABASE_URL",
+            "postgresql+asyncpg://u:pw@db:5432/todo?ssl=require",
+        );
+        jail.set_env("PASSWORD_HASH", "bcrypt");
+        jail.set_env("PASSWORD_HASH_CONCURRENCY", "2");
+        jail.set_env("PASSWORD_HASH_QUEUE_WAIT_MS", "250");
+        jail.set_env("MIGRATE_ON_START", "true");
+        let settings = load(None).expect("valid");
+        assert!(settings.migrate_on_start);
+        assert_eq!(
+            settings.database_url_sqlalchemy_form().as_deref(),
+            Some("postgresql+asyncpg")
+        );
+        let config = settings
+            .service_config(|| "random".to_owned())
+            .expect("config");
+        assert_eq!(
+            config.database.url,
+            "postgresql://u:pw@db:5432/todo?sslmode=require"
+        );
+        let passwords = &config.auth.passwords;
+        assert_eq!(
+            passwords.algorithm,
+            task_api::config::PasswordHashAlgorithm::Bcrypt
+        );
+        assert_eq!(passwords.concurrency, 2);
+        assert_eq!(passwords.queue_wait, Duration::from_millis(250));
+        assert!(!settings.redacted().to_string().contains("pw@"));
+        Ok(())
+    });
 }

@@ -50,7 +50,7 @@ async fn session(api: &Api, user: &str, token: &str) -> anyhow::Result<Session> 
     let arguments = json!({"title": "mcp second ✓", "due_date": "2027-06-01T10:00:00Z"});
     let (b, c) = tool(Trace::W3c(Uuid::new_v4()), "add_task", arguments).await?;
     ensure!(
-        b["due_date"] == json!("2027-06-01T10:00:00Z"),
+        b["due_date"] == json!("2027-06-01T10:00:00.000000Z"),
         "add_task lost its due date: {b}"
     );
     script.created(&b, &c);

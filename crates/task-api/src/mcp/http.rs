@@ -56,7 +56,7 @@ async fn authenticate_mcp(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
-    match caller_of(&req) {
+    match caller_of(&req).await {
         Ok(caller) => {
             req.extensions_mut().insert(caller);
             Ok(next.call(req).await?.map_into_boxed_body())
@@ -66,11 +66,11 @@ async fn authenticate_mcp(
     }
 }
 
-fn caller_of(req: &ServiceRequest) -> Result<Caller, ApiError> {
+async fn caller_of(req: &ServiceRequest) -> Result<Caller, ApiError> {
     let state = req
         .app_data::<web::Data<AppState>>()
         .ok_or_else(|| ApiError::internal("application state is not configured"))?;
-    let user = authenticate(req.request())?;
+    let user = authenticate(req.request()).await?;
     state.task_limiter.check(&user.id.to_string())?;
     let ctx = req
         .extensions()

@@ -6,7 +6,7 @@ use task_domain::{Email, UserId};
 use task_store::{NewUser, StoreError, User};
 use time::OffsetDateTime;
 
-use crate::auth::{AuthUser, DUMMY_HASH, hash_password, verify_password};
+use crate::auth::{AuthUser, Verified};
 use crate::dto::{MessageResponse, UserResponse, parse_credentials};
 use crate::error::{ApiError, FieldError};
 use crate::events::rfc3339;
@@ -41,19 +41,15 @@ fn login_failed() -> ApiError {
     ApiError::Authentication("Invalid email or password".to_owned())
 }
 
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, ApiError> {
-    web::block(f).await.map_err(ApiError::internal)
-}
-
 /// Registers a user and signs them in.
 #[utoipa::path(post, path = "/api/v1/auth/register", tag = "auth", request_body = crate::dto::Credentials,
     responses(
         (status = 201, description = "Registered; the auth_token cookie is set", body = UserResponse),
         (status = 409, description = "Email already registered", body = crate::error::ErrorEnvelope),
         (status = 422, description = "Invalid email or password", body = crate::error::ErrorEnvelope),
-        (status = 429, description = "Too many requests", body = crate::error::ErrorEnvelope)))]
+        (status = 429, description = "Too many requests", body = crate::error::ErrorEnvelope),
+        (status = 503, description = "Password hashing is at capacity; retry after Retry-After seconds",
+            body = crate::error::ErrorEnvelope)))]
 pub async fn register(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -89,7 +85,7 @@ pub async fn register(
     if state.store.find_user_by_email(&email).await?.is_some() {
         return Err(conflict());
     }
-    let password_hash = blocking(move || hash_password(&password)).await??;
+    let password_hash = state.passwords.hash(password).await?;
     let new = NewUser {
         id: UserId::new_v4(),
         email,
@@ -115,7 +111,9 @@ pub async fn register(
     responses(
         (status = 200, description = "Signed in; the auth_token cookie is set", body = UserResponse),
         (status = 401, description = "Invalid email or password", body = crate::error::ErrorEnvelope),
-        (status = 429, description = "Too many requests", body = crate::error::ErrorEnvelope)))]
+        (status = 429, description = "Too many requests", body = crate::error::ErrorEnvelope),
+        (status = 503, description = "Password hashing is at capacity; retry after Retry-After seconds",
+            body = crate::error::ErrorEnvelope)))]
 pub async fn login(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -127,14 +125,24 @@ pub async fn login(
         Ok(email) => state.store.find_user_by_email(&email).await?,
         Err(_) => None,
     };
-    let stored = user
-        .as_ref()
-        .map(|u| u.password_hash.clone())
-        .unwrap_or_else(|| DUMMY_HASH.to_owned());
-    // The dummy hash is verified too when the email is unknown, so timing does not reveal registered emails.
-    let valid = blocking(move || verify_password(&password, &stored)).await?;
-    let user = match user {
-        Some(user) if valid => user,
+    let stored = user.as_ref().map(|u| u.password_hash.clone());
+    // An unknown email verifies dummy hashes of the same cost, so timing does not reveal registered emails.
+    let verified = state.passwords.verify(password, stored).await?;
+    let user = match (user, verified) {
+        (Some(user), Verified::Valid) => user,
+        (Some(user), Verified::ValidRehashed(hash)) => {
+            // An outdated hash (the original's bcrypt, or another algorithm than PASSWORD_HASH) is replaced
+            // now that the password is known. A failure here must not fail the login: the old hash still works.
+            if let Err(err) = state
+                .store
+                .set_password_hash(user.id, &hash, OffsetDateTime::now_utc())
+                .await
+            {
+                slog::warn!(state.log, "could not upgrade a password hash"; "user_id" => %user.id,
+                    "error" => %crate::error::ErrorChain(&err));
+            }
+            user
+        }
         _ => return Err(login_failed()),
     };
     let token = state.auth.issue(user.id.into_uuid(), user.email.as_str())?;

@@ -63,6 +63,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                     ),
             ),
     )
+    .route("/", web::get().to(health::root))
     .route("/healthz", web::get().to(health::healthz))
     .route("/readyz", web::get().to(health::readyz))
     .route("/metrics", web::get().to(health::metrics));

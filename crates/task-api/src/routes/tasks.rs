@@ -1,10 +1,9 @@
 //! `/api/v1/tasks/*`: create, list, get, patch, delete, complete, uncomplete. Thin: parse, call `TaskService`,
 //! answer.
 
-use std::future::{Ready, ready};
-
 use actix_web::dev::Payload;
 use actix_web::{FromRequest, HttpRequest, HttpResponse, web};
+use futures_util::future::LocalBoxFuture;
 use serde::Deserialize;
 use serde_json::Value;
 use task_domain::{TaskId, UserId};
@@ -25,15 +24,17 @@ pub struct TaskUser(pub UserId);
 
 impl FromRequest for TaskUser {
     type Error = ApiError;
-    type Future = Ready<Result<Self, Self::Error>>;
+    type Future = LocalBoxFuture<'static, Result<Self, Self::Error>>;
 
     fn from_request(req: &HttpRequest, _payload: &mut Payload) -> Self::Future {
-        ready(authenticate(req).and_then(|user| {
+        let req = req.clone();
+        Box::pin(async move {
+            let user = authenticate(&req).await?;
             if let Some(state) = req.app_data::<web::Data<AppState>>() {
                 state.task_limiter.check(&user.id.to_string())?;
             }
             Ok(TaskUser(UserId::from_uuid(user.id)))
-        }))
+        })
     }
 }
 

@@ -261,9 +261,9 @@ async fn every_mutation_publishes_the_events_of_spec_3_3(backend: Backend) {
     );
     assert_eq!(
         events[0].2["changes"],
-        json!({"due_date": "2030-01-01T08:00:00Z"})
+        json!({"due_date": "2030-01-01T08:00:00.000000Z"})
     );
-    assert_eq!(events[1].2["due_date"], "2030-01-01T08:00:00Z");
+    assert_eq!(events[1].2["due_date"], "2030-01-01T08:00:00.000000Z");
     assert_eq!(events[1].2["action"], "scheduled");
     seen += 3;
 
@@ -278,7 +278,7 @@ async fn every_mutation_publishes_the_events_of_spec_3_3(backend: Backend) {
     let got = sidecar.wait_for(seen + 3).await;
     let events = check_request_events(&got[seen..], &user, &id);
     assert_eq!(events[1].0, "reminder.rescheduled");
-    assert_eq!(events[1].2["due_date"], "2030-02-01T08:00:00Z");
+    assert_eq!(events[1].2["due_date"], "2030-02-01T08:00:00.000000Z");
     seen += 3;
 
     // Cleared: reminder.cancelled with due_date null.
@@ -328,7 +328,7 @@ async fn every_mutation_publishes_the_events_of_spec_3_3(backend: Backend) {
             ("sync.task", "task-updates")
         ]
     );
-    assert_eq!(events[0].2["due_date"], "2030-03-03T10:00:00Z");
+    assert_eq!(events[0].2["due_date"], "2030-03-03T10:00:00.000000Z");
     seen += 3;
 
     // Delete with a due date: task.deleted + reminder.cancelled + sync.task(deleted).

@@ -44,6 +44,7 @@ async fn readyz_answers_503_when_the_database_is_unreachable() {
     let config_state = task_api::state::AppState {
         log: log.clone(),
         auth: state.auth.clone(),
+        passwords: state.passwords.clone(),
         store: store.clone(),
         tasks: task_api::service::TaskService::new(
             store,
@@ -131,7 +132,7 @@ async fn unknown_routes_and_methods_answer_with_the_envelope() {
     app.request("GET", "/api/v1/nope", None, None)
         .await
         .assert_error(404, "NOT_FOUND");
-    app.request("GET", "/", None, None)
+    app.request("GET", "/nope", None, None)
         .await
         .assert_error(404, "NOT_FOUND");
     app.request("PUT", "/api/v1/tasks", None, None)

@@ -5,6 +5,7 @@ mod support;
 
 mod auth;
 mod client_address;
+mod cutover;
 mod errors;
 mod events;
 mod health;

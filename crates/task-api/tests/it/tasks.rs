@@ -319,7 +319,7 @@ async fn due_dates_are_set_changed_and_cleared(backend: Backend) {
             json!({"title": "pay rent", "due_date": "2030-05-01T09:30:00+02:00"}),
         )
         .await;
-    assert_eq!(task["due_date"], "2030-05-01T07:30:00Z");
+    assert_eq!(task["due_date"], "2030-05-01T07:30:00.000000Z");
     let id = task["id"].as_str().unwrap();
     let moved = app
         .request(
@@ -329,7 +329,7 @@ async fn due_dates_are_set_changed_and_cleared(backend: Backend) {
             Some(&user.token),
         )
         .await;
-    assert_eq!(moved.body["due_date"], "2030-06-01T00:00:00Z");
+    assert_eq!(moved.body["due_date"], "2030-06-01T00:00:00.000000Z");
     let cleared = app
         .request(
             "PATCH",

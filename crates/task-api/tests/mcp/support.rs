@@ -101,6 +101,7 @@ impl McpApp {
                 jwt_secret: Secret::new(SECRET.to_owned()),
                 cookie_secure: false,
                 cookie_samesite: CookieSameSite::Lax,
+                passwords: task_api::config::PasswordConfig::default(),
             },
             events: EventsConfig::default(),
             shutdown_timeout: Duration::from_secs(1),

@@ -161,7 +161,7 @@ async fn every_tool_returns_json_and_publishes_what_rest_publishes() {
     .await);
     assert_eq!(created["title"], "Buy milk");
     assert_eq!(created["completed"], false);
-    assert_eq!(created["due_date"], "2030-01-02T01:04:05Z");
+    assert_eq!(created["due_date"], "2030-01-02T01:04:05.000000Z");
     let id = created["id"].as_str().expect("id").to_owned();
     Uuid::parse_str(&id).expect("the id is a UUID");
     let mcp_events = app.take_events();

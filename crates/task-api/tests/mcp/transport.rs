@@ -167,7 +167,7 @@ async fn the_current_protocol_revision_works_without_initialize() {
         json!({"title": "modern", "due_date": "2032-03-04"}),
     )
     .await);
-    assert_eq!(task["due_date"], "2032-03-04T00:00:00Z");
+    assert_eq!(task["due_date"], "2032-03-04T00:00:00.000000Z");
     let events = app.take_events();
     let types: Vec<&str> = events.iter().map(|e| e.kind()).collect();
     assert_eq!(types, ["task.created", "reminder.scheduled", "sync.task"]);

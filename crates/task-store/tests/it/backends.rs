@@ -10,7 +10,7 @@ use task_domain::{Email, Task, TaskId, TaskTitle, UserId};
 use task_store::{Backend, DbConfig, NewUser, Staged, Store, StoreError};
 
 use crate::support::{
-    DroppedDatabase, TestDb, admin_execute, logger, small_pool, test_database_url, with_database,
+    TestDb, empty_database, logger, small_pool, test_database_url, with_database,
 };
 
 #[tokio::test]
@@ -189,11 +189,7 @@ async fn migrating_a_database_of_the_original_service_keeps_its_rows() {
     let Some(admin_url) = test_database_url() else {
         return;
     };
-    let name = format!("task_store_test_{}", uuid::Uuid::new_v4().simple());
-    admin_execute(&admin_url, &format!("CREATE DATABASE {name}"))
-        .await
-        .unwrap();
-    let database = DroppedDatabase::new(&admin_url, &name);
+    let (name, database) = empty_database(&admin_url).await;
     let url = with_database(&admin_url, &name);
     let mut conn = AsyncPgConnection::establish(&url).await.unwrap();
     // The original service's schema (no due_date, no outbox) with one user and one task.
@@ -371,4 +367,116 @@ async fn a_closed_store_is_unavailable() {
     let res = db.store.ping().await;
     assert!(matches!(res, Err(StoreError::Unavailable(_))), "{res:?}");
     db.finish().await;
+}
+
+/// The statements of `tests/fixtures/original_queries.sql`, as `(name, sql)`.
+fn original_queries() -> Vec<(String, String)> {
+    let text = include_str!("../fixtures/original_queries.sql");
+    text.split("-- name: ")
+        .skip(1)
+        .map(|block| {
+            let (name, sql) = block.split_once('\n').expect("a name line");
+            (name.trim().to_owned(), sql.trim().to_owned())
+        })
+        .collect()
+}
+
+/// Issue 16: the original service's schema, created exactly as its Alembic migrations create it (DDL compiled by
+/// SQLAlchemy, `tests/fixtures/original_schema.sql`), is migrated forward additively: the original's own
+/// statements (compiled by SQLAlchemy from its ORM calls, `original_queries.sql`) still succeed afterwards, and
+/// its assistant's tables are untouched.
+#[tokio::test]
+async fn the_original_service_keeps_working_on_the_migrated_schema() {
+    let Some(admin_url) = test_database_url() else {
+        return;
+    };
+    let (name, database) = empty_database(&admin_url).await;
+    let url = with_database(&admin_url, &name);
+    let mut conn = AsyncPgConnection::establish(&url).await.unwrap();
+    diesel_async::SimpleAsyncConnection::batch_execute(
+        &mut conn,
+        include_str!("../fixtures/original_schema.sql"),
+    )
+    .await
+    .expect("the original's schema");
+
+    let config = small_pool(url.clone());
+    let store = Store::open(&config, &logger()).await.unwrap();
+    let pending = store.pending_migrations().await.unwrap();
+    assert_eq!(
+        pending,
+        task_store::embedded_versions(Backend::Postgres),
+        "nothing of ours is applied yet"
+    );
+    assert_eq!(
+        task_store::pending_migrations(&config).await.unwrap(),
+        pending
+    );
+
+    let applied = task_store::run_pending_locked(&config, &logger())
+        .await
+        .unwrap();
+    assert_eq!(applied, pending);
+    assert!(store.pending_migrations().await.unwrap().is_empty());
+    assert!(
+        task_store::pending_migrations(&config)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    for (name, sql) in original_queries() {
+        if let Err(err) = diesel_async::SimpleAsyncConnection::batch_execute(&mut conn, &sql).await
+        {
+            panic!("the original's statement {name:?} fails on the migrated schema: {err}\n{sql}");
+        }
+    }
+    // Its rows are ours to read, and its Alembic bookkeeping is left alone.
+    let user_id = task_domain::UserId::from_uuid(
+        uuid::Uuid::parse_str("6f1c1a52-3d0e-4b8e-9f3a-2c1d5e7a9b01").unwrap(),
+    );
+    let user = store
+        .find_user(user_id)
+        .await
+        .unwrap()
+        .expect("the original's user");
+    assert_eq!(user.email.as_str(), "legacy2@example.com");
+    #[derive(QueryableByName)]
+    struct Version {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        version_num: String,
+    }
+    let alembic: Vec<Version> = diesel::sql_query("SELECT version_num FROM alembic_version")
+        .load(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(alembic.len(), 1);
+    assert_eq!(alembic[0].version_num, "002_conversations");
+    drop(conn);
+    drop(store);
+    database.drop_now().await;
+}
+
+/// `MIGRATE_ON_START=true` on several replicas at once: the advisory lock lets one apply the migrations while
+/// the others wait, then find nothing left; none fails.
+#[tokio::test]
+async fn concurrent_locked_migrations_apply_each_migration_once() {
+    let Some(admin_url) = test_database_url() else {
+        return;
+    };
+    let (name, database) = empty_database(&admin_url).await;
+    let config = small_pool(with_database(&admin_url, &name));
+    let runs: Vec<_> = (0..4)
+        .map(|_| {
+            let config = config.clone();
+            tokio::spawn(async move { task_store::run_pending_locked(&config, &logger()).await })
+        })
+        .collect();
+    let mut applied = Vec::new();
+    for run in runs {
+        applied.extend(run.await.unwrap().expect("a locked run never fails"));
+    }
+    applied.sort();
+    assert_eq!(applied, task_store::embedded_versions(Backend::Postgres));
+    database.drop_now().await;
 }

@@ -187,6 +187,21 @@ pub(crate) fn test_database_url() -> Option<String> {
     }
 }
 
+/// A new empty database (no migrations) on the server of `admin_url`: its name and the guard that drops it.
+/// Waits for the template first: making it sweeps the `task_store_test_*` leftovers of killed runs, which would
+/// otherwise drop a database made here meanwhile.
+pub(crate) async fn empty_database(admin_url: &str) -> (String, DroppedDatabase) {
+    if let Err(err) = &*TEMPLATE {
+        panic!("preparing the template database failed: {err}");
+    }
+    let name = format!("{TEST_DB_PREFIX}{}", uuid::Uuid::new_v4().simple());
+    admin_execute(admin_url, &format!("CREATE DATABASE {name}"))
+        .await
+        .expect("create the test database");
+    let database = DroppedDatabase::new(admin_url, &name);
+    (name, database)
+}
+
 /// `url` with its database name replaced by `name`.
 pub(crate) fn with_database(url: &str, name: &str) -> String {
     let (base, query) = match url.split_once('?') {

@@ -183,6 +183,15 @@ ConfigMap exists, and migrating needs only the database settings).
   value: {{ .Values.dapr.pubsubName | quote }}
 - name: DAPR_PUBLISH_TIMEOUT
   value: {{ .Values.dapr.publishTimeoutSeconds | toString | quote }}
+{{- /* Cutover from the original service and bounded password hashing (docs/MIGRATING.md). */}}
+- name: PASSWORD_HASH
+  value: {{ .Values.config.passwordHash.algorithm | quote }}
+- name: PASSWORD_HASH_CONCURRENCY
+  value: {{ .Values.config.passwordHash.concurrency | quote }}
+- name: PASSWORD_HASH_QUEUE_WAIT_MS
+  value: {{ .Values.config.passwordHash.queueWaitMs | quote }}
+- name: MIGRATE_ON_START
+  value: {{ .Values.config.migrateOnStart | quote }}
 {{- end }}
 
 {{/* Security contexts and scheduling shared by the Deployment and the Job. */}}

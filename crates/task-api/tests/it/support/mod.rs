@@ -205,6 +205,10 @@ pub(crate) struct Options {
     pub(crate) dispatcher_max_attempts: u32,
     /// Another app's database, to run a second replica on (a fresh database when `None`).
     pub(crate) database: Option<DbConfig>,
+    /// The JWT secret ([`SECRET`] by default).
+    pub(crate) jwt_secret: String,
+    /// Password hashing settings.
+    pub(crate) passwords: task_api::config::PasswordConfig,
 }
 
 impl Options {
@@ -221,6 +225,8 @@ impl Options {
             batch_linger: Duration::ZERO,
             dispatcher_max_attempts: 5,
             database: None,
+            jwt_secret: SECRET.to_owned(),
+            passwords: task_api::config::PasswordConfig::default(),
         }
     }
 
@@ -360,9 +366,10 @@ impl TestApp {
                 ..HttpConfig::default()
             },
             auth: AuthConfig {
-                jwt_secret: Secret::new(SECRET.to_owned()),
+                jwt_secret: Secret::new(options.jwt_secret.clone()),
                 cookie_secure: false,
                 cookie_samesite: CookieSameSite::Lax,
+                passwords: options.passwords.clone(),
             },
             events,
             shutdown_timeout: Duration::from_secs(2),
