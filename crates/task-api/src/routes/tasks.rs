@@ -19,7 +19,8 @@ use crate::error::ApiError;
 use crate::middleware::RequestContext;
 use crate::state::AppState;
 
-/// The authenticated user of a task route, within the per-user rate limit.
+/// The authenticated user of a task route (the per-user rate limit is the scope's middleware,
+/// [`crate::rate_limit::limit_by_user`]).
 #[derive(Debug, Clone, Copy)]
 pub struct TaskUser(pub UserId);
 
@@ -28,12 +29,7 @@ impl FromRequest for TaskUser {
     type Future = Ready<Result<Self, Self::Error>>;
 
     fn from_request(req: &HttpRequest, _payload: &mut Payload) -> Self::Future {
-        ready(authenticate(req).and_then(|user| {
-            if let Some(state) = req.app_data::<web::Data<AppState>>() {
-                state.task_limiter.check(&user.id.to_string())?;
-            }
-            Ok(TaskUser(UserId::from_uuid(user.id)))
-        }))
+        ready(authenticate(req).map(|user| TaskUser(UserId::from_uuid(user.id))))
     }
 }
 
