@@ -7,6 +7,7 @@ mod auth;
 mod client_address;
 mod errors;
 mod events;
+mod hardening;
 mod health;
 mod outbox;
 mod tasks;
