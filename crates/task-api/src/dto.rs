@@ -16,9 +16,14 @@ use crate::events::rfc3339;
 #[derive(Debug, Clone, ToSchema)]
 pub struct Credentials {
     /// The email address (unique, case-insensitive).
+    #[schema(
+        min_length = 3,
+        max_length = 254,
+        pattern = r"^[\t\n\u000b\u000c\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*[^@\t\n\u000b\u000c\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\u0000-\u001f\u007f-\u009f]+@[^@.\t\n\u000b\u000c\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\u0000-\u001f\u007f-\u009f]+(?:\.[^@.\t\n\u000b\u000c\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\u0000-\u001f\u007f-\u009f]+)+[\t\n\u000b\u000c\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$"
+    )]
     pub email: String,
-    /// The password (at least 8 characters to register).
-    #[schema(format = Password, min_length = 8)]
+    /// The password (at least 8 characters to register; no NUL).
+    #[schema(format = Password, min_length = 8, pattern = r"^[^\u0000]*$")]
     pub password: String,
 }
 
@@ -44,24 +49,30 @@ pub struct MessageResponse {
 /// `POST /tasks`.
 #[derive(Debug, Clone, ToSchema)]
 pub struct CreateTaskRequest {
-    /// 1 to 500 characters after trimming.
-    #[schema(min_length = 1, max_length = 500)]
+    /// 1 to 500 characters after trimming, no control characters.
+    #[schema(
+        min_length = 1,
+        pattern = r"^[\t\n\u000b\u000c\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*[^\t\n\u000b\u000c\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\u0000-\u001f\u007f-\u009f](?:[^\u0000-\u001f\u007f-\u009f]{0,498}[^\t\n\u000b\u000c\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\u0000-\u001f\u007f-\u009f])?[\t\n\u000b\u000c\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$"
+    )]
     pub title: String,
-    /// When the task is due (RFC 3339); optional.
-    #[schema(value_type = Option<String>, format = DateTime)]
+    /// When the task is due (RFC 3339, between 1970-01-01T00:00:00Z and 9999-12-31T23:59:59Z); optional.
+    #[schema(value_type = Option<String>, format = DateTime, pattern = r"^(?:19[7-9][0-9]|[2-9][0-9]{3})-")]
     pub due_date: Option<String>,
 }
 
 /// `PATCH /tasks/{id}`: every field optional; `due_date: null` clears the due date.
 #[derive(Debug, Clone, ToSchema)]
 pub struct UpdateTaskRequest {
-    /// A new title.
-    #[schema(min_length = 1, max_length = 500)]
+    /// A new title (as in `POST /tasks`).
+    #[schema(
+        min_length = 1,
+        pattern = r"^[\t\n\u000b\u000c\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*[^\t\n\u000b\u000c\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\u0000-\u001f\u007f-\u009f](?:[^\u0000-\u001f\u007f-\u009f]{0,498}[^\t\n\u000b\u000c\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\u0000-\u001f\u007f-\u009f])?[\t\n\u000b\u000c\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$"
+    )]
     pub title: Option<String>,
     /// A new completion state.
     pub completed: Option<bool>,
-    /// A new due date (RFC 3339), or `null` to clear it.
-    #[schema(value_type = Option<String>, format = DateTime)]
+    /// A new due date (RFC 3339, between 1970-01-01T00:00:00Z and 9999-12-31T23:59:59Z), or `null` to clear it.
+    #[schema(value_type = Option<String>, format = DateTime, pattern = r"^(?:19[7-9][0-9]|[2-9][0-9]{3})-")]
     pub due_date: Option<String>,
 }
 
@@ -340,9 +351,24 @@ pub fn parse_credentials(body: Value) -> Result<(String, String), ApiError> {
     let mut fields = Fields::new(body)?;
     let email = fields.required_string("email");
     let password = fields.required_string("password");
+    // The limit applies to the address as sent, surrounding whitespace included, as the document's `maxLength`
+    // says (`Email::parse` checks it again after trimming).
     if email
         .as_deref()
-        .is_some_and(|e| e.chars().any(char::is_control))
+        .is_some_and(|e| e.chars().count() > task_domain::Email::MAX_CHARS)
+    {
+        fields.push(
+            "email",
+            format!(
+                "email must be at most {} characters",
+                task_domain::Email::MAX_CHARS
+            ),
+        );
+    }
+    // Surrounding whitespace is trimmed before the address is read (`Email::parse`), control characters included.
+    if email
+        .as_deref()
+        .is_some_and(|e| e.trim().chars().any(char::is_control))
     {
         fields.push("email", "email must not contain control characters");
     }
@@ -503,6 +529,23 @@ mod tests {
                 .unwrap_err()
             ),
             ["email", "password"]
+        );
+        let (email, _) = parse_credentials(
+            json!({"email": "\u{85}a@example.com\u{85}\t", "password": "12345678"}),
+        )
+        .unwrap();
+        assert_eq!(
+            email, "\u{85}a@example.com\u{85}\t",
+            "surrounding whitespace is trimmed later, not refused"
+        );
+        let padded = format!("  {}@example.com", "a".repeat(241));
+        assert_eq!(padded.chars().count(), 255);
+        assert_eq!(
+            details(
+                parse_credentials(json!({"email": padded, "password": "12345678"})).unwrap_err()
+            ),
+            ["email"],
+            "the documented maxLength holds for the raw value"
         );
         let (_, password) =
             parse_credentials(json!({"email": "a@example.com", "password": "tab\there ünïcode"}))

@@ -36,7 +36,11 @@ impl FromRequest for TaskUser {
 /// The query of `GET /tasks`.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 pub struct ListQuery {
-    /// `true` for completed tasks only, `false` for open ones only.
+    /// `true` for completed tasks only, `false` for open ones only (also `1`/`0`, `yes`/`no`, `on`/`off`, any
+    /// case); empty or absent for all.
+    #[param(
+        pattern = r"^[ \t]*(?:[Tt][Rr][Uu][Ee]|[Ff][Aa][Ll][Ss][Ee]|1|0|[Yy][Ee][Ss]|[Nn][Oo]|[Oo][Nn]|[Oo][Ff][Ff])?[ \t]*$"
+    )]
     pub completed: Option<String>,
 }
 

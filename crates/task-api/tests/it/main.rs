@@ -10,4 +10,5 @@ mod events;
 mod hardening;
 mod health;
 mod outbox;
+mod properties;
 mod tasks;
