@@ -321,10 +321,7 @@ fn leap_seconds_at_the_edges_of_the_range_are_errors_not_panics() {
         "9999-12-31T23:59:60-23:59",
     ] {
         assert!(
-            matches!(
-                timestamp::parse(text),
-                Err(Rule::InvalidTimestamp { .. })
-            ),
+            matches!(timestamp::parse(text), Err(Rule::InvalidTimestamp { .. })),
             "{text}"
         );
     }
@@ -1071,12 +1068,31 @@ fn events_can_be_read_from_a_json_value() {
 
 #[test]
 fn sources_are_checked_like_the_builder_does() {
-    for good in ["pakaura/api", "https://example.com/api", "urn:pakaura:api", "/relative", "a"] {
+    for good in [
+        "pakaura/api",
+        "https://example.com/api",
+        "urn:pakaura:api",
+        "/relative",
+        "a",
+    ] {
         assert_eq!(crate::check_source(good), Ok(()), "{good}");
-        assert!(CloudEvent::builder("1", good, "t").build().is_ok(), "{good}");
+        assert!(
+            CloudEvent::builder("1", good, "t").build().is_ok(),
+            "{good}"
+        );
     }
-    for bad in ["", "has space", "bad:|pipe", "%zz", "a\u{0}b", "http://[::1"] {
+    for bad in [
+        "",
+        "has space",
+        "bad:|pipe",
+        "%zz",
+        "a\u{0}b",
+        "http://[::1",
+    ] {
         assert!(crate::check_source(bad).is_err(), "{bad:?}");
-        assert!(CloudEvent::builder("1", bad, "t").build().is_err(), "{bad:?}");
+        assert!(
+            CloudEvent::builder("1", bad, "t").build().is_err(),
+            "{bad:?}"
+        );
     }
 }

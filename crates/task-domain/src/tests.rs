@@ -338,7 +338,10 @@ fn title_parsing() {
     check("Buy\u{1b}[2Jmilk", Err(TitleError::ControlCharacter));
     check("Buy\u{7f}milk", Err(TitleError::ControlCharacter));
     check("Buy\u{9b}milk", Err(TitleError::ControlCharacter));
-    check("Buy milk \u{2603} \u{200d}", Ok("Buy milk \u{2603} \u{200d}"));
+    check(
+        "Buy milk \u{2603} \u{200d}",
+        Ok("Buy milk \u{2603} \u{200d}"),
+    );
     // Characters, not bytes: 500 two-byte characters are fine, 501 are not.
     check(&"é".repeat(500), Ok(&"é".repeat(500)));
     check(
@@ -378,7 +381,10 @@ fn email_parsing() {
     check("alice@example.com\0", Err(EmailError::ControlCharacter));
     check("al\u{7f}ice@example.com", Err(EmailError::ControlCharacter));
     check("al\u{85}ice@example.com", Err(EmailError::ControlCharacter));
-    check("alice\u{1b}[31m@example.com", Err(EmailError::ControlCharacter));
+    check(
+        "alice\u{1b}[31m@example.com",
+        Err(EmailError::ControlCharacter),
+    );
     check(
         &format!("{}@example.com", "a".repeat(250)),
         Err(EmailError::TooLong { max: 254 }),
@@ -419,8 +425,14 @@ fn due_dates_are_limited_to_the_epoch_through_year_9999_in_utc() {
         "nanoseconds are truncated before the range check"
     );
     // `new` never panics: it clamps (only values already checked reach it).
-    assert_eq!(DueDate::new(datetime!(9999-12-31 23:30:00 -1)).instant(), DueDate::MAX);
-    assert_eq!(DueDate::new(datetime!(0000-01-01 00:30:00 +1)).instant(), DueDate::MIN);
+    assert_eq!(
+        DueDate::new(datetime!(9999-12-31 23:30:00 -1)).instant(),
+        DueDate::MAX
+    );
+    assert_eq!(
+        DueDate::new(datetime!(0000-01-01 00:30:00 +1)).instant(),
+        DueDate::MIN
+    );
     assert_eq!(
         crate::normalize(datetime!(9999-12-31 23:30:00 -1)),
         datetime!(9999-12-31 23:30:00 -1),
