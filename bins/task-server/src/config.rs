@@ -10,7 +10,7 @@
 //! | `JWT_SECRET` | random per process (warned) | HS256 signing secret |
 //! | `DAPR_ENABLED` | `false` | send events to the sidecar; otherwise log them at DEBUG |
 //! | `DAPR_HTTP_PORT` | `3500` | sidecar port on 127.0.0.1 (when `DAPR_HTTP_ENDPOINT` is unset) |
-//! | `DAPR_HTTP_ENDPOINT` | unset | sidecar base URL, wins over `DAPR_HTTP_PORT` |
+//! | `DAPR_HTTP_ENDPOINT` | unset | sidecar base URL (`http://host[:port]`, checked at start), wins over `DAPR_HTTP_PORT` |
 //! | `DAPR_API_TOKEN` | unset | sent as `dapr-api-token`; must be a valid header value |
 //! | `DAPR_PUBSUB_NAME` | `pubsub-kafka` | pubsub component |
 //! | `DAPR_PUBLISH_TIMEOUT` | `2.0` | per-publish deadline in seconds (float) |
@@ -337,13 +337,16 @@ impl Settings {
                 "must be at most 3600 seconds",
             ));
         }
-        if let Some(endpoint) = non_empty(&self.dapr_http_endpoint)
-            && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
-        {
-            return Err(invalid(
-                "DAPR_HTTP_ENDPOINT",
-                "expected an http:// or https:// URL",
-            ));
+        if let Some(endpoint) = non_empty(&self.dapr_http_endpoint) {
+            if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+                return Err(invalid(
+                    "DAPR_HTTP_ENDPOINT",
+                    "expected an http:// or https:// URL",
+                ));
+            }
+            // Checked even with DAPR_ENABLED=false, so turning publishing on later cannot reveal it.
+            task_api::config::check_dapr_endpoint(endpoint.trim_end_matches('/'))
+                .map_err(|reason| invalid("DAPR_HTTP_ENDPOINT", reason))?;
         }
         self.same_site()?;
         self.trusted_proxies()?;

@@ -246,6 +246,18 @@ pub fn check_event_source(source: &str) -> Result<(), String> {
     })
 }
 
+/// Checks the sidecar base URL (`DAPR_HTTP_ENDPOINT`) the way the sidecar client will read it (absolute
+/// `http://host[:port][/path]`, no credentials, no query), so a bad value fails at start naming the key instead of
+/// only when publishing is turned on.
+///
+/// # Errors
+/// Why the client refuses the URL.
+pub fn check_dapr_endpoint(url: &str) -> Result<(), String> {
+    dapr_pubsub_client::ClientConfig::new(url)
+        .map(drop)
+        .map_err(|err| err.to_string())
+}
+
 /// Checks a value sent as an HTTP header (`DAPR_API_TOKEN`): visible ASCII and spaces/tabs only, so a bad value
 /// fails at start instead of every publish failing.
 ///
@@ -324,6 +336,19 @@ mod checks {
         assert_eq!(check_event_source("https://example.com/api"), Ok(()));
         for bad in ["", "has space", "%zz", "a\u{1}b"] {
             assert!(check_event_source(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn dapr_endpoints_are_checked_like_the_client_reads_them() {
+        assert_eq!(check_dapr_endpoint("http://127.0.0.1:3500"), Ok(()));
+        for bad in [
+            "https://sidecar:3500",
+            "http://u:pw@sidecar:3500",
+            "http://sidecar:3500?x=1",
+        ] {
+            let message = check_dapr_endpoint(bad).unwrap_err();
+            assert!(!message.contains("pw"), "{message}");
         }
     }
 

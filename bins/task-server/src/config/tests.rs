@@ -191,6 +191,9 @@ fn bad_values_fail_naming_the_key() {
             ("FRONTEND_URL", "*"),
             ("FRONTEND_URL", "app.example.com"),
             ("FRONTEND_URL", "https://app.example.com/path"),
+            // Accepted, then refused at start without naming the key (only with DAPR_ENABLED=true).
+            ("DAPR_HTTP_ENDPOINT", "http://user:pw@sidecar:3500"),
+            ("DAPR_HTTP_ENDPOINT", "http://sidecar:3500?debug=1"),
             // Accepted, then every publish failed.
             ("DAPR_API_TOKEN", "token\u{7f}with-del"),
         ] {
