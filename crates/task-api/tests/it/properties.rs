@@ -159,6 +159,37 @@ fn documented_patterns_accept_what_the_parsers_accept_and_nothing_else() {
 }
 
 #[test]
+fn the_documented_completed_filter_is_what_the_query_parser_accepts() {
+    let doc = serde_json::to_value(task_api::openapi::ApiDoc::openapi())
+        .expect("the document serializes");
+    let parameters = doc["paths"]["/api/v1/tasks"]["get"]["parameters"]
+        .as_array()
+        .expect("GET /tasks has parameters");
+    let completed = parameters
+        .iter()
+        .find(|p| p["name"] == "completed")
+        .expect("the completed parameter");
+    let pattern = regex::Regex::new(completed["schema"]["pattern"].as_str().expect("a pattern"))
+        .expect("a valid regex");
+    let mut runner = TestRunner::new(ProptestConfig::with_cases(2048));
+    let values = prop_oneof![
+        text(),
+        "[ \\t\u{a0}\u{3000}]{0,2}(true|FALSE|Yes|no|On|off|1|0|maybe)?[ \\t\u{a0}\u{2028}]{0,2}",
+    ];
+    runner
+        .run(&values, |raw| {
+            prop_assert_eq!(
+                task_api::dto::parse_completed_filter(Some(&raw)).is_ok(),
+                pattern.is_match(&raw),
+                "{:?}",
+                raw
+            );
+            Ok(())
+        })
+        .expect("the pattern and the parser agree");
+}
+
+#[test]
 fn the_document_lists_the_statuses_every_route_can_answer() {
     let doc = serde_json::to_value(task_api::openapi::ApiDoc::openapi())
         .expect("the document serializes");
