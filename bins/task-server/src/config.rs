@@ -10,13 +10,13 @@
 //! | `JWT_SECRET` | random per process (warned) | HS256 signing secret |
 //! | `DAPR_ENABLED` | `false` | send events to the sidecar; otherwise log them at DEBUG |
 //! | `DAPR_HTTP_PORT` | `3500` | sidecar port on 127.0.0.1 (when `DAPR_HTTP_ENDPOINT` is unset) |
-//! | `DAPR_HTTP_ENDPOINT` | unset | sidecar base URL, wins over `DAPR_HTTP_PORT` |
-//! | `DAPR_API_TOKEN` | unset | sent as `dapr-api-token` |
+//! | `DAPR_HTTP_ENDPOINT` | unset | sidecar base URL (`http://host[:port]`, checked at start), wins over `DAPR_HTTP_PORT` |
+//! | `DAPR_API_TOKEN` | unset | sent as `dapr-api-token`; must be a valid header value |
 //! | `DAPR_PUBSUB_NAME` | `pubsub-kafka` | pubsub component |
 //! | `DAPR_PUBLISH_TIMEOUT` | `2.0` | per-publish deadline in seconds (float) |
 //! | `COOKIE_SECURE` | `false` | `Secure` attribute of the auth cookie |
 //! | `COOKIE_SAMESITE` | `lax` | `lax`, `strict` or `none` |
-//! | `FRONTEND_URL` | `http://localhost:3000` | allowed CORS origin |
+//! | `FRONTEND_URL` | `http://localhost:3000` | allowed CORS origin: `http(s)://host[:port]`, never `*`; empty: no cross-origin access |
 //! | `RATE_LIMIT_AUTH_PER_MINUTE` | `10` | auth requests per client address per minute (0: off) |
 //! | `RATE_LIMIT_TASKS_PER_MINUTE` | `100` | task requests per user per minute (0: off) |
 //! | `TRUSTED_PROXIES` | empty | comma-separated IPs and CIDR ranges of the proxies whose `X-Forwarded-For` names the client address of the auth limit; empty: the connection's peer is the client |
@@ -25,7 +25,7 @@
 //! | `EVENT_QUEUE_CAPACITY` | `1000` | in-memory queue size of fire-and-forget |
 //! | `EVENT_BATCH_MAX` | `32` | fire-and-forget: most queued events of one topic, user and trace per bulk request (1: none) |
 //! | `EVENT_BATCH_LINGER_MS` | `1` | fire-and-forget: how long an otherwise idle publishing lane waits for a batch to fill |
-//! | `EVENT_SOURCE` | `pakaura/api` | CloudEvents `source` |
+//! | `EVENT_SOURCE` | `pakaura/api` | CloudEvents `source`, a URI-reference |
 //! | `TOPIC_TASK_EVENTS` / `TOPIC_TASK_UPDATES` / `TOPIC_REMINDERS` | `task-events` / `task-updates` / `reminders` | topics |
 //! | `OUTBOX_MAX_ATTEMPTS` | `20` | rejections (4xx) of one event before its outbox row is moved aside; outages are retried without limit |
 //! | `OUTBOX_BATCH_SIZE` | `100` | rows the relay claims per round |
@@ -373,13 +373,16 @@ impl Settings {
                 "must be at most 3600 seconds",
             ));
         }
-        if let Some(endpoint) = non_empty(&self.dapr_http_endpoint)
-            && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
-        {
-            return Err(invalid(
-                "DAPR_HTTP_ENDPOINT",
-                "expected an http:// or https:// URL",
-            ));
+        if let Some(endpoint) = non_empty(&self.dapr_http_endpoint) {
+            if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+                return Err(invalid(
+                    "DAPR_HTTP_ENDPOINT",
+                    "expected an http:// or https:// URL",
+                ));
+            }
+            // Checked even with DAPR_ENABLED=false, so turning publishing on later cannot reveal it.
+            task_api::config::check_dapr_endpoint(endpoint.trim_end_matches('/'))
+                .map_err(|reason| invalid("DAPR_HTTP_ENDPOINT", reason))?;
         }
         self.same_site()?;
         self.trusted_proxies()?;
@@ -388,6 +391,16 @@ impl Settings {
         }
         if self.event_source.trim().is_empty() {
             return Err(invalid("EVENT_SOURCE", "must not be empty"));
+        }
+        task_api::config::check_event_source(self.event_source.trim())
+            .map_err(|reason| invalid("EVENT_SOURCE", reason))?;
+        if !self.frontend_url.trim().is_empty() {
+            task_api::config::check_cors_origin(self.frontend_url.trim())
+                .map_err(|reason| invalid("FRONTEND_URL", reason))?;
+        }
+        if let Some(token) = non_empty(&self.dapr_api_token) {
+            task_api::config::check_header_value(token)
+                .map_err(|reason| invalid("DAPR_API_TOKEN", reason))?;
         }
         for (key, topic) in [
             ("TOPIC_TASK_EVENTS", &self.topic_task_events),
@@ -582,29 +595,67 @@ impl Settings {
         copy.jwt_secret = copy.jwt_secret.map(|_| "[redacted]".to_owned());
         copy.dapr_api_token = copy.dapr_api_token.map(|_| "[redacted]".to_owned());
         copy.database_url = redact_url_password(&copy.database_url);
+        copy.dapr_http_endpoint = copy.dapr_http_endpoint.map(|url| redact_url_password(&url));
         serde_json::to_value(copy).unwrap_or(serde_json::Value::Null)
     }
 }
 
-/// `scheme://user:password@host/db` with the password replaced by `[redacted]`.
+/// `url` with its secrets replaced by `[redacted]`: the password of `scheme://user:password@host/db`, and the
+/// value of every `password` query parameter (`?password=…`, which libpq and the original's SQLAlchemy URLs
+/// accept). Anything not a URL is returned as is.
 pub(crate) fn redact_url_password(url: &str) -> String {
     let Some(scheme_end) = url.find("://") else {
         return url.to_owned();
     };
     let rest = &url[scheme_end + 3..];
-    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     let authority = &rest[..authority_end];
+    let mut out = url[..scheme_end + 3].to_owned();
     match (authority.rfind('@'), authority.find(':')) {
         (Some(at), Some(colon)) if colon < at => {
-            format!(
-                "{}{}:[redacted]{}",
-                &url[..scheme_end + 3],
-                &authority[..colon],
-                &rest[at..]
-            )
+            out.push_str(&authority[..colon]);
+            out.push_str(":[redacted]");
+            out.push_str(&authority[at..]);
         }
-        _ => url.to_owned(),
+        _ => out.push_str(authority),
     }
+    let tail = &rest[authority_end..];
+    let Some(query_start) = tail.find('?') else {
+        out.push_str(tail);
+        return out;
+    };
+    out.push_str(&tail[..=query_start]);
+    let query_and_fragment = &tail[query_start + 1..];
+    let (query, fragment) = match query_and_fragment.find('#') {
+        Some(hash) => query_and_fragment.split_at(hash),
+        None => (query_and_fragment, ""),
+    };
+    let params: Vec<String> = query
+        .split('&')
+        .map(|param| match param.split_once('=') {
+            Some((name, _)) if is_secret_param(name) => format!("{name}=[redacted]"),
+            _ => param.to_owned(),
+        })
+        .collect();
+    out.push_str(&params.join("&"));
+    out.push_str(fragment);
+    out
+}
+
+/// Query parameters that carry a secret (compared case-insensitively, percent-encoded names included).
+fn is_secret_param(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    [
+        "password",
+        "passwd",
+        "pwd",
+        "sslpassword",
+        "token",
+        "api_token",
+        "secret",
+    ]
+    .iter()
+    .any(|secret| name == *secret)
 }
 
 #[cfg(test)]

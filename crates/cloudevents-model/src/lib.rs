@@ -28,6 +28,17 @@ pub const BATCH_CONTENT_TYPE: &str = "application/cloudevents-batch+json";
 /// The only `specversion` this crate reads and writes.
 pub const SPEC_VERSION: &str = "1.0";
 
+/// Checks a `source` attribute value the way [`EventBuilder::build`] does: a non-empty URI-reference (RFC 3986)
+/// of valid CloudEvents string characters. Lets a producer refuse a bad configured source at start instead of
+/// failing every event later.
+///
+/// # Errors
+/// The [`Rule`] the value breaks.
+pub fn check_source(source: &str) -> Result<(), Rule> {
+    rules::check_non_empty_string(source)?;
+    rules::check_uri_reference(source)
+}
+
 /// Whether a media type declares JSON content (`*/json` or `*/*+json`, parameters ignored, case-insensitive),
 /// the test the JSON event format applies to `datacontenttype`.
 #[must_use]

@@ -312,6 +312,39 @@ fn timestamps_follow_rfc_3339() {
 }
 
 #[test]
+fn leap_seconds_at_the_edges_of_the_range_are_errors_not_panics() {
+    // Past year 9999 in UTC: `OffsetDateTime` cannot hold the converted value, so checking "23:59 UTC" must not
+    // convert with a panicking call. Untrusted events reach this parser.
+    for text in [
+        "9999-12-31T23:59:60-01:00",
+        "9999-12-31T23:59:60-00:01",
+        "9999-12-31T23:59:60-23:59",
+    ] {
+        assert!(
+            matches!(timestamp::parse(text), Err(Rule::InvalidTimestamp { .. })),
+            "{text}"
+        );
+    }
+    // Every offset, both ends of the range: a value or an error, never a panic.
+    for sign in ['+', '-'] {
+        for hour in 0..24 {
+            for minute in 0..60 {
+                for date in ["9999-12-31", "0000-01-01"] {
+                    for clock in ["23:59:60", "00:00:60", "23:59:59.999999999"] {
+                        let text = format!("{date}T{clock}{sign}{hour:02}:{minute:02}");
+                        let _ = timestamp::parse(&text);
+                    }
+                }
+            }
+        }
+    }
+    assert_eq!(
+        timestamp::parse("9999-12-31T23:59:60Z"),
+        Ok(datetime!(9999-12-31 23:59:59.999_999_999 UTC))
+    );
+}
+
+#[test]
 fn timestamps_are_written_in_canonical_rfc_3339() {
     let cases = [
         (datetime!(2018-04-05 17:31:00 UTC), "2018-04-05T17:31:00Z"),
@@ -1031,4 +1064,35 @@ fn events_can_be_read_from_a_json_value() {
     let mut buffer = Vec::new();
     event.to_writer(&mut buffer).expect("write");
     assert_eq!(buffer, event.to_vec().expect("serialize"));
+}
+
+#[test]
+fn sources_are_checked_like_the_builder_does() {
+    for good in [
+        "pakaura/api",
+        "https://example.com/api",
+        "urn:pakaura:api",
+        "/relative",
+        "a",
+    ] {
+        assert_eq!(crate::check_source(good), Ok(()), "{good}");
+        assert!(
+            CloudEvent::builder("1", good, "t").build().is_ok(),
+            "{good}"
+        );
+    }
+    for bad in [
+        "",
+        "has space",
+        "bad:|pipe",
+        "%zz",
+        "a\u{0}b",
+        "http://[::1",
+    ] {
+        assert!(crate::check_source(bad).is_err(), "{bad:?}");
+        assert!(
+            CloudEvent::builder("1", bad, "t").build().is_err(),
+            "{bad:?}"
+        );
+    }
 }

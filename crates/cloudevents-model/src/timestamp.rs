@@ -87,7 +87,11 @@ fn parse_date_time(text: &str) -> Result<OffsetDateTime, &'static str> {
         UtcOffset::from_whole_seconds(offset_minutes * 60).map_err(|_| "offset out of range")?;
     let value = PrimitiveDateTime::new(date, time).assume_offset(offset);
     if leap {
-        let utc = value.to_offset(UtcOffset::UTC);
+        // `checked_`: near year 9999 a negative offset puts the UTC value past what `OffsetDateTime` holds, and
+        // the panicking `to_offset` would let untrusted input crash a subscriber.
+        let utc = value
+            .checked_to_offset(UtcOffset::UTC)
+            .ok_or("a leap second can only be 23:59:60 UTC")?;
         if (utc.hour(), utc.minute()) != (23, 59) {
             return Err("a leap second can only be 23:59:60 UTC");
         }

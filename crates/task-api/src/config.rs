@@ -234,3 +234,168 @@ impl Default for EventsConfig {
         }
     }
 }
+
+/// Checks a CORS origin (`FRONTEND_URL`) before the server starts, so a bad value fails naming the key instead of
+/// actix-cors refusing it when the first worker starts ("Can not start server service 0"): an `http://` or
+/// `https://` origin (scheme, host, optional port; a trailing `/` is tolerated), never `*`, which credentialed
+/// CORS forbids.
+///
+/// # Errors
+/// Why the value is not a usable origin.
+pub fn check_cors_origin(origin: &str) -> Result<(), String> {
+    if origin.trim() == "*" {
+        return Err(
+            "must be the frontend's origin (such as https://app.example.com), not '*': credentialed CORS \
+             cannot allow every origin"
+                .to_owned(),
+        );
+    }
+    let trimmed = origin.trim_end_matches('/');
+    let uri: actix_web::http::Uri = trimmed
+        .parse()
+        .map_err(|_| "is not a URL origin such as https://app.example.com".to_owned())?;
+    let scheme_ok = matches!(uri.scheme_str(), Some("http" | "https"));
+    let bare = uri
+        .path_and_query()
+        .is_none_or(|pq| pq.as_str().is_empty() || pq.as_str() == "/");
+    if !scheme_ok
+        || uri.authority().is_none_or(|a| a.host().is_empty())
+        || !bare
+        || trimmed.contains('@')
+    {
+        return Err(
+            "must be an origin: http:// or https://, a host and an optional port, no path, query or user \
+             (such as https://app.example.com)"
+                .to_owned(),
+        );
+    }
+    actix_web::http::header::HeaderValue::from_str(trimmed)
+        .map_err(|_| "is not a valid header value".to_owned())?;
+    Ok(())
+}
+
+/// Checks a CloudEvents `source` (`EVENT_SOURCE`): a non-empty URI-reference, as every event built with it must
+/// carry, so a bad value fails at start instead of every mutation failing with a 500.
+///
+/// # Errors
+/// Why the value is not a valid `source`.
+pub fn check_event_source(source: &str) -> Result<(), String> {
+    cloudevents_model::check_source(source).map_err(|rule| {
+        format!("must be a URI-reference such as pakaura/api or https://example.com/api: {rule}")
+    })
+}
+
+/// Checks the sidecar base URL (`DAPR_HTTP_ENDPOINT`) the way the sidecar client will read it (absolute
+/// `http://host[:port][/path]`, no credentials, no query), so a bad value fails at start naming the key instead of
+/// only when publishing is turned on.
+///
+/// # Errors
+/// Why the client refuses the URL.
+pub fn check_dapr_endpoint(url: &str) -> Result<(), String> {
+    dapr_pubsub_client::ClientConfig::new(url)
+        .map(drop)
+        .map_err(|err| err.to_string())
+}
+
+/// Checks a value sent as an HTTP header (`DAPR_API_TOKEN`): visible ASCII and spaces/tabs only, so a bad value
+/// fails at start instead of every publish failing.
+///
+/// # Errors
+/// When the value cannot be a header value.
+pub fn check_header_value(value: &str) -> Result<(), String> {
+    actix_web::http::header::HeaderValue::from_str(value)
+        .map(drop)
+        .map_err(|_| {
+            "must be a valid HTTP header value (visible ASCII, no control characters)".to_owned()
+        })
+}
+
+#[cfg(test)]
+mod checks {
+    use super::*;
+
+    #[test]
+    fn cors_origins_are_checked_like_actix_cors_uses_them() {
+        for good in [
+            "http://localhost:3000",
+            "https://app.example.com",
+            "https://app.example.com/",
+            "http://[::1]:8080",
+        ] {
+            assert_eq!(check_cors_origin(good), Ok(()), "{good}");
+        }
+        for bad in [
+            "*",
+            " * ",
+            "app.example.com",
+            "ftp://example.com",
+            "https://example.com/app",
+            "https://example.com?x=1",
+            "https://user:pw@example.com",
+            "https://exa mple.com",
+            "",
+        ] {
+            assert!(check_cors_origin(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    /// Whether actix-cors starts with `origin` allowed (it records an error for values it refuses and fails when
+    /// the service starts).
+    async fn actix_cors_takes(origin: &str) -> bool {
+        let app = actix_web::App::new()
+            .wrap(actix_cors::Cors::default().allowed_origin(origin))
+            .route("/", actix_web::web::get().to(actix_web::HttpResponse::Ok));
+        // `init_service` panics when a middleware factory fails; the panic is the answer here.
+        futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(
+            actix_web::test::init_service(app),
+        ))
+        .await
+        .is_ok()
+    }
+
+    #[actix_web::test]
+    async fn what_the_check_accepts_actix_cors_accepts() {
+        assert!(
+            !actix_cors_takes("*").await,
+            "the case the check exists for"
+        );
+        for good in [
+            "http://localhost:3000",
+            "https://app.example.com",
+            "http://[::1]:8080",
+        ] {
+            assert_eq!(check_cors_origin(good), Ok(()), "{good}");
+            assert!(actix_cors_takes(good).await, "{good}");
+        }
+    }
+
+    #[test]
+    fn event_sources_must_be_uri_references() {
+        assert_eq!(check_event_source("pakaura/api"), Ok(()));
+        assert_eq!(check_event_source("https://example.com/api"), Ok(()));
+        for bad in ["", "has space", "%zz", "a\u{1}b"] {
+            assert!(check_event_source(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn dapr_endpoints_are_checked_like_the_client_reads_them() {
+        assert_eq!(check_dapr_endpoint("http://127.0.0.1:3500"), Ok(()));
+        for bad in [
+            "https://sidecar:3500",
+            "http://u:pw@sidecar:3500",
+            "http://sidecar:3500?x=1",
+        ] {
+            let message = check_dapr_endpoint(bad).unwrap_err();
+            assert!(!message.contains("pw"), "{message}");
+        }
+    }
+
+    #[test]
+    fn header_values_refuse_control_characters() {
+        assert_eq!(check_header_value("abc-DEF.123_~"), Ok(()));
+        for bad in ["line\nbreak", "nul\0", "del\u{7f}"] {
+            assert!(check_header_value(bad).is_err(), "{bad:?}");
+        }
+    }
+}

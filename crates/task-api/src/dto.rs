@@ -16,9 +16,14 @@ use crate::events::rfc3339;
 #[derive(Debug, Clone, ToSchema)]
 pub struct Credentials {
     /// The email address (unique, case-insensitive).
+    #[schema(
+        min_length = 3,
+        max_length = 254,
+        pattern = r"^[\t\n\u000b\u000c\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*[^@\t\n\u000b\u000c\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\u0000-\u001f\u007f-\u009f]+@[^@.\t\n\u000b\u000c\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\u0000-\u001f\u007f-\u009f]+(?:\.[^@.\t\n\u000b\u000c\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\u0000-\u001f\u007f-\u009f]+)+[\t\n\u000b\u000c\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$"
+    )]
     pub email: String,
-    /// The password (at least 8 characters to register).
-    #[schema(format = Password, min_length = 8)]
+    /// The password (at least 8 characters to register; no NUL).
+    #[schema(format = Password, min_length = 8, pattern = r"^[^\u0000]*$")]
     pub password: String,
 }
 
@@ -44,24 +49,30 @@ pub struct MessageResponse {
 /// `POST /tasks`.
 #[derive(Debug, Clone, ToSchema)]
 pub struct CreateTaskRequest {
-    /// 1 to 500 characters after trimming.
-    #[schema(min_length = 1, max_length = 500)]
+    /// 1 to 500 characters after trimming, no control characters.
+    #[schema(
+        min_length = 1,
+        pattern = r"^[\t\n\u000b\u000c\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*[^\t\n\u000b\u000c\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\u0000-\u001f\u007f-\u009f](?:[^\u0000-\u001f\u007f-\u009f]{0,498}[^\t\n\u000b\u000c\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\u0000-\u001f\u007f-\u009f])?[\t\n\u000b\u000c\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$"
+    )]
     pub title: String,
-    /// When the task is due (RFC 3339); optional.
-    #[schema(value_type = Option<String>, format = DateTime)]
+    /// When the task is due (RFC 3339, between 1970-01-01T00:00:00Z and 9999-12-31T23:59:59Z); optional.
+    #[schema(value_type = Option<String>, format = DateTime, pattern = r"^(?:19[7-9][0-9]|[2-9][0-9]{3})-")]
     pub due_date: Option<String>,
 }
 
 /// `PATCH /tasks/{id}`: every field optional; `due_date: null` clears the due date.
 #[derive(Debug, Clone, ToSchema)]
 pub struct UpdateTaskRequest {
-    /// A new title.
-    #[schema(min_length = 1, max_length = 500)]
+    /// A new title (as in `POST /tasks`).
+    #[schema(
+        min_length = 1,
+        pattern = r"^[\t\n\u000b\u000c\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*[^\t\n\u000b\u000c\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\u0000-\u001f\u007f-\u009f](?:[^\u0000-\u001f\u007f-\u009f]{0,498}[^\t\n\u000b\u000c\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\u0000-\u001f\u007f-\u009f])?[\t\n\u000b\u000c\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$"
+    )]
     pub title: Option<String>,
     /// A new completion state.
     pub completed: Option<bool>,
-    /// A new due date (RFC 3339), or `null` to clear it.
-    #[schema(value_type = Option<String>, format = DateTime)]
+    /// A new due date (RFC 3339, between 1970-01-01T00:00:00Z and 9999-12-31T23:59:59Z), or `null` to clear it.
+    #[schema(value_type = Option<String>, format = DateTime, pattern = r"^(?:19[7-9][0-9]|[2-9][0-9]{3})-")]
     pub due_date: Option<String>,
 }
 
@@ -208,30 +219,56 @@ impl Fields {
     }
 }
 
-/// Parses a due date: RFC 3339, or a date-time without offset (taken as UTC), or a date (midnight UTC).
-pub fn parse_due_date(text: &str) -> Option<DueDate> {
+/// Why a `due_date` text was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DueDateInputError {
+    /// Not one of the accepted forms.
+    Format,
+    /// Outside 1970-01-01T00:00:00Z..=9999-12-31T23:59:59.999999Z once converted to UTC ([`DueDate::try_new`]).
+    OutOfRange,
+}
+
+impl DueDateInputError {
+    fn message(self) -> &'static str {
+        match self {
+            DueDateInputError::Format => "due_date must be an RFC 3339 date-time",
+            DueDateInputError::OutOfRange => {
+                "due_date must be between 1970-01-01T00:00:00Z and 9999-12-31T23:59:59Z"
+            }
+        }
+    }
+}
+
+/// Parses a due date: RFC 3339, or a date-time without offset (taken as UTC), or a date (midnight UTC); the result
+/// must lie in [`DueDate::MIN`]..=[`DueDate::MAX`] in UTC, so it is always written back as RFC 3339.
+pub fn parse_due_date(text: &str) -> Result<DueDate, DueDateInputError> {
+    let in_range = |instant: OffsetDateTime| {
+        DueDate::try_new(instant).map_err(|_| DueDateInputError::OutOfRange)
+    };
     let text = text.trim();
     if let Ok(instant) = OffsetDateTime::parse(text, &Rfc3339) {
-        return Some(DueDate::new(instant));
+        return in_range(instant);
     }
     let naive = format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]");
     let naive_frac =
         format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond]");
     for format in [naive, naive_frac] {
         if let Ok(local) = PrimitiveDateTime::parse(text, &format) {
-            return Some(DueDate::new(local.assume_utc()));
+            return in_range(local.assume_utc());
         }
     }
     let date = format_description!("[year]-[month]-[day]");
-    Date::parse(text, &date)
-        .ok()
-        .map(|day| DueDate::new(day.midnight().assume_utc()))
+    match Date::parse(text, &date) {
+        Ok(day) => in_range(day.midnight().assume_utc()),
+        Err(_) => Err(DueDateInputError::Format),
+    }
 }
 
 fn title_message(err: &TitleError) -> String {
     match err {
         TitleError::Empty => "Title must not be empty".to_owned(),
         TitleError::TooLong { max, .. } => format!("Title must be at most {max} characters"),
+        TitleError::ControlCharacter => "Title must not contain control characters".to_owned(),
     }
 }
 
@@ -259,9 +296,9 @@ pub fn parse_create(body: Value) -> Result<NewTaskInput, ApiError> {
     let due_date = match due_text {
         None => None,
         Some(text) => match parse_due_date(&text) {
-            Some(due) => Some(due),
-            None => {
-                fields.push("due_date", "due_date must be an RFC 3339 date-time");
+            Ok(due) => Some(due),
+            Err(err) => {
+                fields.push("due_date", err.message());
                 None
             }
         },
@@ -288,9 +325,13 @@ pub fn parse_update(body: Value) -> Result<TaskPatch, ApiError> {
         None => None,
         Some(None) => Some(None),
         Some(Some(text)) => match parse_due_date(&text) {
-            Some(due) => Some(Some(due)),
-            None => {
+            Ok(due) => Some(Some(due)),
+            Err(DueDateInputError::Format) => {
                 fields.push("due_date", "due_date must be an RFC 3339 date-time or null");
+                None
+            }
+            Err(err) => {
+                fields.push("due_date", err.message());
                 None
             }
         },
@@ -304,10 +345,38 @@ pub fn parse_update(body: Value) -> Result<TaskPatch, ApiError> {
 }
 
 /// Reads a register or login body: `(email, password)` as given.
+///
+/// A control character in the email, or a NUL in the password, is a 422 on both routes: PostgreSQL refuses NUL in
+/// text (a lookup would be a 500), no address contains one, and bcrypt (legacy hashes) cannot represent a NUL in a
+/// password, so the original service refused those too. Other characters in a password are the user's choice.
 pub fn parse_credentials(body: Value) -> Result<(String, String), ApiError> {
     let mut fields = Fields::new(body)?;
     let email = fields.required_string("email");
     let password = fields.required_string("password");
+    // The limit applies to the address as sent, surrounding whitespace included, as the document's `maxLength`
+    // says (`Email::parse` checks it again after trimming).
+    if email
+        .as_deref()
+        .is_some_and(|e| e.chars().count() > task_domain::Email::MAX_CHARS)
+    {
+        fields.push(
+            "email",
+            format!(
+                "email must be at most {} characters",
+                task_domain::Email::MAX_CHARS
+            ),
+        );
+    }
+    // Surrounding whitespace is trimmed before the address is read (`Email::parse`), control characters included.
+    if email
+        .as_deref()
+        .is_some_and(|e| e.trim().chars().any(char::is_control))
+    {
+        fields.push("email", "email must not contain control characters");
+    }
+    if password.as_deref().is_some_and(|p| p.contains('\0')) {
+        fields.push("password", "password must not contain NUL characters");
+    }
     fields.finish()?;
     match (email, password) {
         (Some(email), Some(password)) => Ok((email, password)),
@@ -393,7 +462,7 @@ mod tests {
 
     #[test]
     fn due_dates_accept_rfc3339_naive_and_plain_dates() {
-        assert!(parse_due_date("2030-01-02T03:04:05Z").is_some());
+        assert!(parse_due_date("2030-01-02T03:04:05Z").is_ok());
         assert_eq!(
             rfc3339(parse_due_date("2030-01-02T03:04:05").unwrap().instant()),
             "2030-01-02T03:04:05.000000Z"
@@ -402,7 +471,107 @@ mod tests {
             rfc3339(parse_due_date("2030-01-02").unwrap().instant()),
             "2030-01-02T00:00:00.000000Z"
         );
-        assert!(parse_due_date("02/01/2030").is_none());
+        assert_eq!(parse_due_date("02/01/2030"), Err(DueDateInputError::Format));
+        assert_eq!(parse_due_date(""), Err(DueDateInputError::Format));
+    }
+
+    #[test]
+    fn due_dates_outside_the_range_are_validation_errors_not_panics() {
+        for text in [
+            // Year 10000 once in UTC: this panicked in the conversion.
+            "9999-12-31T23:30:00-01:00",
+            // Year -1 once in UTC: this was answered as a Unix timestamp, not RFC 3339.
+            "0000-01-01T00:30:00+01:00",
+            "0000-01-01",
+            "1969-12-31T23:59:59Z",
+        ] {
+            assert_eq!(
+                parse_due_date(text),
+                Err(DueDateInputError::OutOfRange),
+                "{text}"
+            );
+            assert_eq!(
+                details(parse_create(json!({"title": "x", "due_date": text})).unwrap_err()),
+                ["due_date"],
+                "{text}"
+            );
+            assert_eq!(
+                details(parse_update(json!({"due_date": text})).unwrap_err()),
+                ["due_date"],
+                "{text}"
+            );
+        }
+        for (text, written) in [
+            ("1970-01-01T01:00:00+01:00", "1970-01-01T00:00:00.000000Z"),
+            ("9999-12-31T23:59:59.999999Z", "9999-12-31T23:59:59.999999Z"),
+            ("9999-12-31T23:59:59+00:00", "9999-12-31T23:59:59.000000Z"),
+        ] {
+            assert_eq!(
+                rfc3339(parse_due_date(text).unwrap().instant()),
+                written,
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn control_characters_in_credentials_are_validation_errors() {
+        assert_eq!(
+            details(
+                parse_credentials(json!({"email": "a\0@example.com", "password": "12345678"}))
+                    .unwrap_err()
+            ),
+            ["email"]
+        );
+        assert_eq!(
+            details(
+                parse_credentials(
+                    json!({"email": "a@example.com\u{1b}", "password": "pass\0word"})
+                )
+                .unwrap_err()
+            ),
+            ["email", "password"]
+        );
+        let (email, _) = parse_credentials(
+            json!({"email": "\u{85}a@example.com\u{85}\t", "password": "12345678"}),
+        )
+        .unwrap();
+        assert_eq!(
+            email, "\u{85}a@example.com\u{85}\t",
+            "surrounding whitespace is trimmed later, not refused"
+        );
+        let padded = format!("  {}@example.com", "a".repeat(241));
+        assert_eq!(padded.chars().count(), 255);
+        assert_eq!(
+            details(
+                parse_credentials(json!({"email": padded, "password": "12345678"})).unwrap_err()
+            ),
+            ["email"],
+            "the documented maxLength holds for the raw value"
+        );
+        let (_, password) =
+            parse_credentials(json!({"email": "a@example.com", "password": "tab\there ünïcode"}))
+                .unwrap();
+        assert_eq!(
+            password, "tab\there ünïcode",
+            "other characters are the user's choice"
+        );
+    }
+
+    #[test]
+    fn control_characters_in_titles_are_validation_errors() {
+        for title in ["a\0b", "\0", "a\u{1b}[2Jb", "line\nbreak", "a\u{7f}"] {
+            assert_eq!(
+                details(parse_create(json!({ "title": title })).unwrap_err()),
+                ["title"],
+                "{title:?}"
+            );
+            assert_eq!(
+                details(parse_update(json!({ "title": title })).unwrap_err()),
+                ["title"],
+                "{title:?}"
+            );
+        }
     }
 
     #[test]

@@ -78,6 +78,10 @@ pub enum ApiError {
     /// The method is not allowed on this route (405 `METHOD_NOT_ALLOWED`).
     #[error("method not allowed")]
     MethodNotAllowed,
+    /// A JSON body sent without a JSON `Content-Type` (415 `UNSUPPORTED_MEDIA_TYPE`). Refusing these keeps
+    /// browsers from sending "simple" cross-site requests (`text/plain`, forms) without a CORS preflight.
+    #[error("unsupported media type")]
+    UnsupportedMediaType,
     /// Too many requests (429 `RATE_LIMITED`, with `Retry-After`).
     #[error("rate limit exceeded")]
     RateLimited {
@@ -117,6 +121,7 @@ impl ApiError {
             ApiError::Conflict(_) => "CONFLICT",
             ApiError::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
             ApiError::MethodNotAllowed => "METHOD_NOT_ALLOWED",
+            ApiError::UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE",
             ApiError::RateLimited { .. } => "RATE_LIMITED",
             ApiError::Unavailable(_) => "SERVICE_UNAVAILABLE",
             ApiError::Internal(_) => "INTERNAL_ERROR",
@@ -133,6 +138,7 @@ impl ApiError {
             ApiError::Authorization => "Access denied".to_owned(),
             ApiError::PayloadTooLarge => "Request body too large".to_owned(),
             ApiError::MethodNotAllowed => "Method not allowed".to_owned(),
+            ApiError::UnsupportedMediaType => "Content-Type must be application/json".to_owned(),
             ApiError::RateLimited { .. } => "Too many requests, please retry later".to_owned(),
             ApiError::Unavailable(_) => "Service temporarily unavailable".to_owned(),
             ApiError::Internal(_) => "An internal error occurred".to_owned(),
@@ -165,6 +171,7 @@ impl ResponseError for ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -217,9 +224,7 @@ pub fn json_error_handler(err: JsonPayloadError, _req: &HttpRequest) -> actix_we
             ApiError::PayloadTooLarge
         }
         JsonPayloadError::Payload(PayloadError::Overflow) => ApiError::PayloadTooLarge,
-        JsonPayloadError::ContentType => {
-            ApiError::field("body", "Content-Type must be application/json")
-        }
+        JsonPayloadError::ContentType => ApiError::UnsupportedMediaType,
         JsonPayloadError::Deserialize(serde_err) => {
             let text = serde_err.to_string();
             // Keep serde's text without the line/column suffix, which means nothing to an API client.
@@ -267,6 +272,7 @@ pub fn envelope_for_status(status: StatusCode) -> ApiError {
         StatusCode::NOT_FOUND => ApiError::NotFound("Not found".to_owned()),
         StatusCode::METHOD_NOT_ALLOWED => ApiError::MethodNotAllowed,
         StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::UnsupportedMediaType,
         StatusCode::UNAUTHORIZED => ApiError::Authentication("Not authenticated".to_owned()),
         StatusCode::FORBIDDEN => ApiError::Authorization,
         StatusCode::TOO_MANY_REQUESTS => ApiError::RateLimited {

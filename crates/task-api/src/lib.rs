@@ -289,9 +289,11 @@ pub fn app(
         InitError = (),
     >,
 > {
+    // A JSON body must say so (`application/json`, or a `+json` type): anything else is 415, so a page elsewhere
+    // cannot send a "simple" cross-site request (`text/plain`, a form) that skips the CORS preflight.
     let json = web::JsonConfig::default()
         .limit(state.http.json_body_limit)
-        .content_type_required(false)
+        .content_type_required(true)
         .error_handler(error::json_error_handler);
     let cors = cors(&state.http);
     App::new()
@@ -299,6 +301,8 @@ pub fn app(
         .app_data(json)
         .app_data(web::PathConfig::default().error_handler(error::path_error_handler))
         .app_data(web::QueryConfig::default().error_handler(error::query_error_handler))
+        // Innermost first: a panic becomes a 500 before the access log and metrics see the request end.
+        .wrap(actix_web::middleware::from_fn(middleware::catch_panic))
         .wrap(actix_web::middleware::from_fn(
             middleware::request_middleware,
         ))

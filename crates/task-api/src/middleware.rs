@@ -2,6 +2,7 @@
 //! envelope for error responses that actix produced without one (unknown routes, 405).
 
 use std::future::{Ready, ready};
+use std::panic::AssertUnwindSafe;
 use std::time::Instant;
 
 use actix_web::body::{BoxBody, MessageBody};
@@ -9,6 +10,7 @@ use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{FromRequest, HttpMessage, HttpRequest, ResponseError, web};
+use futures_util::FutureExt;
 use slog::{Logger, debug, error, info, o, warn};
 use uuid::Uuid;
 
@@ -97,6 +99,68 @@ pub fn correlation_for(headers: &actix_web::http::header::HeaderMap) -> (Uuid, O
     (Uuid::new_v4(), None)
 }
 
+/// The innermost middleware: a panic in a handler (or an extractor, or an inner middleware) becomes a 500 with the
+/// envelope instead of a dropped connection. The panic is logged at ERROR here with its message, and the access
+/// log line of [`request_middleware`] follows as for any 500. Handlers are written not to panic; this is the net
+/// under them.
+pub async fn catch_panic(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let log = req
+        .extensions()
+        .get::<RequestContext>()
+        .map(|ctx| ctx.log.clone())
+        .unwrap_or_else(|| Logger::root(slog::Discard, o!()));
+    let method = req.method().to_string();
+    let path = req.path().to_owned();
+    // Unwind safety: after a panic nothing of the request is used again; shared state is behind locks that
+    // recover from poisoning or atomics.
+    match AssertUnwindSafe(next.call(req)).catch_unwind().await {
+        Ok(result) => result,
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|text| (*text).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "(not a string)".to_owned());
+            error!(log, "request handler panicked"; "method" => &method, "path" => &path, "panic" => &message);
+            Err(PanicError.into())
+        }
+    }
+}
+
+/// The error a caught panic is answered with: a 500 `INTERNAL_ERROR` envelope, nothing of the panic leaked.
+#[derive(Debug, thiserror::Error)]
+#[error("a request handler panicked")]
+struct PanicError;
+
+impl ResponseError for PanicError {
+    fn status_code(&self) -> actix_web::http::StatusCode {
+        actix_web::http::StatusCode::INTERNAL_SERVER_ERROR
+    }
+
+    fn error_response(&self) -> actix_web::HttpResponse {
+        ApiError::internal("a request handler panicked").error_response()
+    }
+}
+
+/// The method as a metric label: one of the methods the service knows, or `OTHER`, so clients cannot add label
+/// values (and time series) at will.
+pub fn method_label(method: &actix_web::http::Method) -> &'static str {
+    use actix_web::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "OTHER",
+    }
+}
+
 /// The middleware: context in, one access log line and metrics out, envelope on bare error responses.
 pub async fn request_middleware(
     req: ServiceRequest,
@@ -116,16 +180,36 @@ pub async fn request_middleware(
         log: log.clone(),
     });
     let method = req.method().to_string();
+    let method_label = method_label(req.method());
     let path = req.path().to_owned();
 
     // Routing needs the only reference to the request, so nothing here may keep a clone of it.
     let mut res = match next.call(req).await {
         Ok(res) => res.map_into_boxed_body(),
         Err(err) => {
-            // Not rendered by a handler (an inner middleware failed): actix renders it; log it here.
+            // Not rendered by a handler (an inner middleware failed, a handler panicked): actix renders it; log it
+            // and count it here.
+            let status = err.as_response_error().status_code();
             error!(log, "{method} {path} failed before a response"; "method" => &method, "path" => &path,
+                "status" => status.as_u16(),
                 "duration_ms" => started.elapsed().as_secs_f64() * 1000.0, "error" => %err);
-            return Err(err);
+            if let Some(state) = &state {
+                state.metrics.observe(
+                    method_label,
+                    "unmatched",
+                    status.as_u16(),
+                    started.elapsed().as_secs_f64(),
+                );
+            }
+            let mut response = err.error_response();
+            if let Ok(value) = HeaderValue::from_str(&correlation_id.to_string()) {
+                response
+                    .headers_mut()
+                    .insert(HeaderName::from_static(CORRELATION_HEADER), value);
+            }
+            return Err(
+                actix_web::error::InternalError::from_response(err.to_string(), response).into(),
+            );
         }
     };
 
@@ -161,7 +245,7 @@ pub async fn request_middleware(
     if let Some(state) = &state {
         state
             .metrics
-            .observe(&method, &route, status.as_u16(), elapsed.as_secs_f64());
+            .observe(method_label, &route, status.as_u16(), elapsed.as_secs_f64());
     }
     let failure = res
         .response()

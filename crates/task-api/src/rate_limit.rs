@@ -1,80 +1,177 @@
-//! A small keyed token-bucket limiter: N requests per minute per key, answering 429 with `Retry-After`; and the
-//! client address it keys the auth routes on, taken from `X-Forwarded-For` only behind trusted proxies.
+//! Rate limiting on [`governor`] (GCRA, keyed): N requests per minute per key, answering 429 with `Retry-After`;
+//! the client address the auth routes are keyed on (taken from `X-Forwarded-For` only behind trusted proxies, IPv6
+//! grouped by /64); and the per-scope middleware that applies the limits.
 
-use std::collections::HashMap;
 use std::fmt;
+use std::hash::Hash;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::num::NonZeroU32;
 use std::str::FromStr;
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use actix_web::ResponseError;
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::HeaderMap;
+use actix_web::middleware::Next;
+use actix_web::web;
+use governor::clock::{Clock, DefaultClock};
+use governor::middleware::NoOpMiddleware;
+use governor::state::keyed::DashMapStateStore;
+use governor::{Quota, RateLimiter};
 
 use crate::error::ApiError;
+use crate::state::AppState;
 
-/// Keys above this count trigger a sweep of idle (full) buckets.
-const SWEEP_THRESHOLD: usize = 10_000;
+/// How often idle keys are dropped from a limiter's map (at most; a sweep runs on the next check after this).
+pub const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 
-#[derive(Debug, Clone, Copy)]
-struct Bucket {
-    tokens: f64,
-    last: Instant,
+/// The `governor` limiter of one [`KeyedLimiter`]: keyed, on a sharded map, without middleware.
+type Governor<K, C> =
+    RateLimiter<K, DashMapStateStore<K>, C, NoOpMiddleware<<C as Clock>::Instant>>;
+
+/// Allows `per_minute` requests per key per minute, with bursts up to `per_minute` (a GCRA limiter from
+/// `governor`, keyed through a sharded `DashMap`, so checks of different keys do not wait on one lock).
+///
+/// Memory stays bounded by the keys seen within about a minute: a key whose bucket is full again carries no state,
+/// and at most every [`SWEEP_INTERVAL`] the next check drops those (`retain_recent`) and shrinks the map.
+pub struct KeyedLimiter<K: Hash + Eq + Clone, C: Clock = DefaultClock> {
+    limiter: Option<Governor<K, C>>,
+    clock: C,
+    last_sweep: Mutex<Instant>,
 }
 
-/// Allows `per_minute` requests per key per minute, with bursts up to `per_minute`.
-#[derive(Debug)]
-pub struct KeyedLimiter {
-    per_minute: u32,
-    buckets: Mutex<HashMap<String, Bucket>>,
+impl<K: Hash + Eq + Clone, C: Clock + Clone> fmt::Debug for KeyedLimiter<K, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyedLimiter")
+            .field("enabled", &self.limiter.is_some())
+            .field("keys", &self.len())
+            .finish()
+    }
 }
 
-impl KeyedLimiter {
+impl<K: Hash + Eq + Clone> KeyedLimiter<K> {
     /// A limiter of `per_minute` requests per key; 0 disables it.
     pub fn new(per_minute: u32) -> Self {
-        Self {
-            per_minute,
-            buckets: Mutex::new(HashMap::new()),
-        }
+        Self::with_clock(per_minute, DefaultClock::default())
     }
+}
 
-    /// Takes one token for `key`, or answers how long to wait.
-    pub fn check(&self, key: &str) -> Result<(), ApiError> {
-        self.check_at(key, Instant::now())
-    }
-
-    fn check_at(&self, key: &str, now: Instant) -> Result<(), ApiError> {
-        if self.per_minute == 0 {
-            return Ok(());
-        }
-        let capacity = f64::from(self.per_minute);
-        let rate_per_sec = capacity / 60.0;
-        let mut buckets = self
-            .buckets
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if buckets.len() > SWEEP_THRESHOLD {
-            buckets.retain(|_, bucket| {
-                bucket.tokens + now.duration_since(bucket.last).as_secs_f64() * rate_per_sec
-                    < capacity
-            });
-        }
-        let bucket = buckets.entry(key.to_owned()).or_insert(Bucket {
-            tokens: capacity,
-            last: now,
+impl<K: Hash + Eq + Clone, C: Clock + Clone> KeyedLimiter<K, C> {
+    /// A limiter on `clock` (tests pass `governor::clock::FakeRelativeClock`); 0 disables it.
+    pub fn with_clock(per_minute: u32, clock: C) -> Self {
+        let limiter = NonZeroU32::new(per_minute).map(|n| {
+            RateLimiter::dashmap_with_clock(Quota::per_minute(n).allow_burst(n), clock.clone())
         });
-        let elapsed = now.saturating_duration_since(bucket.last).as_secs_f64();
-        bucket.tokens = (bucket.tokens + elapsed * rate_per_sec).min(capacity);
-        bucket.last = now;
-        if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
-            Ok(())
-        } else {
-            let wait = ((1.0 - bucket.tokens) / rate_per_sec).ceil().max(1.0);
-            Err(ApiError::RateLimited {
-                retry_after_secs: wait as u64,
-            })
+        Self {
+            limiter,
+            clock,
+            last_sweep: Mutex::new(Instant::now()),
         }
     }
+
+    /// Takes one request for `key`, or answers how long to wait (429 with `Retry-After`, in whole seconds, at least 1).
+    pub fn check(&self, key: &K) -> Result<(), ApiError> {
+        let Some(limiter) = &self.limiter else {
+            return Ok(());
+        };
+        self.maybe_sweep();
+        limiter.check_key(key).map_err(|not_until| {
+            let wait = not_until.wait_time_from(self.clock.now());
+            let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0_u32);
+            ApiError::RateLimited {
+                retry_after_secs: secs.max(1),
+            }
+        })
+    }
+
+    /// Drops the keys whose limit is fully replenished (they carry no state) and shrinks the map.
+    pub fn retain_recent(&self) {
+        if let Some(limiter) = &self.limiter {
+            limiter.retain_recent();
+            limiter.shrink_to_fit();
+        }
+    }
+
+    /// How many keys the limiter holds.
+    pub fn len(&self) -> usize {
+        self.limiter.as_ref().map_or(0, RateLimiter::len)
+    }
+
+    /// Whether the limiter holds no key.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn maybe_sweep(&self) {
+        // `try_lock`: a check never waits for a sweep another request is running.
+        let Ok(mut last) = self.last_sweep.try_lock() else {
+            return;
+        };
+        if last.elapsed() >= SWEEP_INTERVAL {
+            *last = Instant::now();
+            drop(last);
+            self.retain_recent();
+        }
+    }
+}
+
+/// The key of a client address: IPv4 addresses as they are, IPv6 addresses by their /64 network (one subscriber
+/// usually holds a whole /64 and can rotate addresses inside it at will); IPv4-mapped IPv6 addresses count as IPv4.
+pub fn client_key(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => IpAddr::V4(v4),
+        IpAddr::V6(v6) => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & mask_v6(64))),
+    }
+}
+
+/// The rate-limit key of a request: its client address ([`TrustedProxies::client_ip`]), grouped by
+/// [`client_key`]; `None` when the connection has no peer address (test requests, Unix sockets).
+pub fn request_client_key(
+    trusted: &TrustedProxies,
+    req: &actix_web::HttpRequest,
+) -> Option<IpAddr> {
+    req.peer_addr()
+        .map(|addr| client_key(trusted.client_ip(addr.ip(), req.headers())))
+}
+
+/// Middleware of the `/auth` scope: one limit per client address (`RATE_LIMIT_AUTH_PER_MINUTE`).
+pub async fn limit_by_client_address<B: MessageBody + 'static>(
+    req: ServiceRequest,
+    next: Next<B>,
+) -> Result<ServiceResponse<EitherBody<B>>, actix_web::Error> {
+    if let Some(state) = req.app_data::<web::Data<AppState>>() {
+        let key = request_client_key(&state.http.trusted_proxies, req.request())
+            .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        if let Err(err) = state.auth_limiter.check(&key) {
+            return Ok(refuse(req, &err));
+        }
+    }
+    Ok(next.call(req).await?.map_into_left_body())
+}
+
+/// Middleware of the `/tasks` scope: one limit per signed-in user (`RATE_LIMIT_TASKS_PER_MINUTE`), keyed by the
+/// `sub` of a validly signed token (no database lookup here: the handler's extractor checks the user exists). A
+/// request without a valid token passes through to its handler, which answers 401.
+pub async fn limit_by_user<B: MessageBody + 'static>(
+    req: ServiceRequest,
+    next: Next<B>,
+) -> Result<ServiceResponse<EitherBody<B>>, actix_web::Error> {
+    if let Some(state) = req.app_data::<web::Data<AppState>>()
+        && let Some(token) = crate::auth::request_token(req.request())
+        && let Ok(claims) = state.auth.verify(&token)
+        && let Err(err) = state.task_limiter.check(&claims.sub.to_string())
+    {
+        return Ok(refuse(req, &err));
+    }
+    Ok(next.call(req).await?.map_into_left_body())
+}
+
+/// Answers `req` with `err`'s envelope, so outer middleware (access log, correlation id) sees a response.
+fn refuse<B>(req: ServiceRequest, err: &ApiError) -> ServiceResponse<EitherBody<B>> {
+    req.into_response(err.error_response())
+        .map_into_right_body()
 }
 
 /// The header the client address is read from behind trusted proxies. RFC 7239 `Forwarded` is not read: a proxy
@@ -299,35 +396,78 @@ fn parse_hop(hop: &str) -> Option<IpAddr> {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use actix_web::http::header::{HeaderName, HeaderValue};
+    use governor::clock::FakeRelativeClock;
 
     use super::*;
 
     #[test]
     fn allows_the_burst_then_limits_with_retry_after() {
-        let limiter = KeyedLimiter::new(3);
-        let start = Instant::now();
+        let clock = FakeRelativeClock::default();
+        let limiter = KeyedLimiter::with_clock(3, clock.clone());
         for _ in 0..3 {
-            limiter.check_at("a", start).unwrap();
+            limiter.check(&"a").unwrap();
         }
-        match limiter.check_at("a", start) {
+        match limiter.check(&"a") {
             Err(ApiError::RateLimited { retry_after_secs }) => assert_eq!(retry_after_secs, 20),
             other => panic!("expected a rate limit, got {other:?}"),
         }
-        limiter.check_at("b", start).unwrap();
-        limiter
-            .check_at("a", start + Duration::from_secs(20))
-            .unwrap();
+        limiter.check(&"b").unwrap();
+        clock.advance(Duration::from_secs(19));
+        match limiter.check(&"a") {
+            Err(ApiError::RateLimited { retry_after_secs }) => assert_eq!(retry_after_secs, 1),
+            other => panic!("expected a rate limit, got {other:?}"),
+        }
+        clock.advance(Duration::from_secs(1));
+        limiter.check(&"a").unwrap();
     }
 
     #[test]
     fn zero_disables_the_limit() {
         let limiter = KeyedLimiter::new(0);
         for _ in 0..1000 {
-            limiter.check("a").unwrap();
+            limiter.check(&"a").unwrap();
         }
+        assert!(limiter.is_empty());
+    }
+
+    #[test]
+    fn idle_keys_are_dropped_so_memory_stays_bounded() {
+        let clock = FakeRelativeClock::default();
+        let limiter = KeyedLimiter::with_clock(10, clock.clone());
+        for n in 0..5000u32 {
+            limiter.check(&n).unwrap();
+        }
+        assert_eq!(limiter.len(), 5000);
+        limiter.retain_recent();
+        assert_eq!(limiter.len(), 5000, "keys still replenishing are kept");
+        clock.advance(Duration::from_secs(60));
+        limiter.retain_recent();
+        assert_eq!(limiter.len(), 0, "fully replenished keys carry no state");
+    }
+
+    #[test]
+    fn ipv6_clients_are_keyed_by_their_64_network() {
+        assert_eq!(
+            client_key(ip("2001:db8:1:2:aaaa:bbbb:cccc:dddd")),
+            ip("2001:db8:1:2::")
+        );
+        assert_eq!(
+            client_key(ip("2001:db8:1:2::1")),
+            client_key(ip("2001:db8:1:2:ffff:ffff:ffff:ffff"))
+        );
+        assert_ne!(
+            client_key(ip("2001:db8:1:2::1")),
+            client_key(ip("2001:db8:1:3::1"))
+        );
+        assert_eq!(client_key(ip("203.0.113.7")), ip("203.0.113.7"));
+        assert_eq!(client_key(ip("::ffff:203.0.113.7")), ip("203.0.113.7"));
+        // Rotating addresses inside one /64 does not escape the limit.
+        let limiter = KeyedLimiter::new(2);
+        limiter.check(&client_key(ip("2001:db8::1"))).unwrap();
+        limiter.check(&client_key(ip("2001:db8::2"))).unwrap();
+        assert!(limiter.check(&client_key(ip("2001:db8::3"))).is_err());
+        limiter.check(&client_key(ip("2001:db8:0:1::1"))).unwrap();
     }
 
     fn ip(text: &str) -> IpAddr {

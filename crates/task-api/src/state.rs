@@ -1,5 +1,6 @@
 //! `AppState`: what handlers share, built once and handed to every worker.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use slog::Logger;
@@ -29,10 +30,10 @@ pub struct AppState {
     pub publisher: Arc<dyn EventPublisher>,
     /// HTTP metrics.
     pub metrics: Metrics,
-    /// The per-client-address limit of the auth routes.
-    pub auth_limiter: KeyedLimiter,
-    /// The per-user limit of the task routes.
-    pub task_limiter: KeyedLimiter,
+    /// The per-client-address limit of the auth routes (IPv6 grouped by /64, `rate_limit::client_key`).
+    pub auth_limiter: KeyedLimiter<IpAddr>,
+    /// The per-user limit of the task routes (keyed by the user id).
+    pub task_limiter: KeyedLimiter<String>,
     /// HTTP settings.
     pub http: HttpConfig,
 }

@@ -3,7 +3,7 @@
 use std::fmt;
 
 /// An email address: trimmed and lowercased (addresses are unique case-insensitively), with one `@`, a
-/// non-empty local part, a dotted domain, no whitespace, and at most [`Email::MAX_CHARS`] characters.
+/// non-empty local part, a dotted domain, no whitespace or control character, and at most [`Email::MAX_CHARS`] characters.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Email(String);
 
@@ -22,6 +22,9 @@ pub enum EmailError {
     /// Not of the form `local@domain.tld`.
     #[error("email is not a valid address")]
     Shape,
+    /// Contains a control character (NUL, DEL, the C0/C1 ranges), which no address has and PostgreSQL refuses.
+    #[error("email must not contain control characters")]
+    ControlCharacter,
 }
 
 impl Email {
@@ -33,6 +36,9 @@ impl Email {
         let normalized = raw.trim().to_lowercase();
         if normalized.is_empty() {
             return Err(EmailError::Empty);
+        }
+        if normalized.chars().any(char::is_control) {
+            return Err(EmailError::ControlCharacter);
         }
         if normalized.chars().count() > Self::MAX_CHARS {
             return Err(EmailError::TooLong {

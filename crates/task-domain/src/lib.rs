@@ -14,6 +14,6 @@ mod tests;
 pub use crate::email::{Email, EmailError};
 pub use crate::events::{ReminderChange, SyncAction, TaskEvent, UpdatedFields};
 pub use crate::ids::{TaskId, UserId};
-pub use crate::instant::{DueDate, normalize};
+pub use crate::instant::{DueDate, DueDateError, normalize};
 pub use crate::task::{Task, TaskParts, TaskPatch, clear_completed};
 pub use crate::title::{TaskTitle, TitleError};

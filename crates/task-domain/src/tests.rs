@@ -330,6 +330,18 @@ fn title_parsing() {
             max: 500,
         }),
     );
+    // Control characters inside are refused (trimming still removes surrounding whitespace).
+    check("Buy\0milk", Err(TitleError::ControlCharacter));
+    check("\0", Err(TitleError::ControlCharacter));
+    check("Buy\nmilk", Err(TitleError::ControlCharacter));
+    check("Buy\tmilk", Err(TitleError::ControlCharacter));
+    check("Buy\u{1b}[2Jmilk", Err(TitleError::ControlCharacter));
+    check("Buy\u{7f}milk", Err(TitleError::ControlCharacter));
+    check("Buy\u{9b}milk", Err(TitleError::ControlCharacter));
+    check(
+        "Buy milk \u{2603} \u{200d}",
+        Ok("Buy milk \u{2603} \u{200d}"),
+    );
     // Characters, not bytes: 500 two-byte characters are fine, 501 are not.
     check(&"é".repeat(500), Ok(&"é".repeat(500)));
     check(
@@ -364,6 +376,15 @@ fn email_parsing() {
     check("alice@.example.com", Err(EmailError::Shape));
     check("a@b@example.com", Err(EmailError::Shape));
     check("al ice@example.com", Err(EmailError::Shape));
+    // PostgreSQL refuses NUL in text: it must be a validation error here, not a database error later.
+    check("al\0ice@example.com", Err(EmailError::ControlCharacter));
+    check("alice@example.com\0", Err(EmailError::ControlCharacter));
+    check("al\u{7f}ice@example.com", Err(EmailError::ControlCharacter));
+    check("al\u{85}ice@example.com", Err(EmailError::ControlCharacter));
+    check(
+        "alice\u{1b}[31m@example.com",
+        Err(EmailError::ControlCharacter),
+    );
     check(
         &format!("{}@example.com", "a".repeat(250)),
         Err(EmailError::TooLong { max: 254 }),
@@ -375,4 +396,46 @@ fn due_dates_are_kept_in_utc_at_microsecond_precision() {
     let due = DueDate::new(datetime!(2026-03-01 12:00:00.123456789 +02:00));
     assert_eq!(due.instant(), datetime!(2026-03-01 10:00:00.123456 UTC));
     assert_eq!(due.instant().offset(), time::UtcOffset::UTC);
+}
+
+#[test]
+fn due_dates_are_limited_to_the_epoch_through_year_9999_in_utc() {
+    use crate::DueDateError;
+    // Converting to UTC crosses into year 10000: refused, not a panic.
+    assert_eq!(
+        DueDate::try_new(datetime!(9999-12-31 23:30:00 -1)),
+        Err(DueDateError::OutOfRange)
+    );
+    // Year 0 in local time is year -1 in UTC, which RFC 3339 cannot write.
+    assert_eq!(
+        DueDate::try_new(datetime!(0000-01-01 00:30:00 +1)),
+        Err(DueDateError::OutOfRange)
+    );
+    assert_eq!(
+        DueDate::try_new(datetime!(1969-12-31 23:59:59.999999 UTC)),
+        Err(DueDateError::OutOfRange)
+    );
+    assert_eq!(
+        DueDate::try_new(datetime!(1970-01-01 01:00:00 +1)).map(|d| d.instant()),
+        Ok(DueDate::MIN)
+    );
+    assert_eq!(
+        DueDate::try_new(datetime!(9999-12-31 23:59:59.999999999 UTC)).map(|d| d.instant()),
+        Ok(DueDate::MAX),
+        "nanoseconds are truncated before the range check"
+    );
+    // `new` never panics: it clamps (only values already checked reach it).
+    assert_eq!(
+        DueDate::new(datetime!(9999-12-31 23:30:00 -1)).instant(),
+        DueDate::MAX
+    );
+    assert_eq!(
+        DueDate::new(datetime!(0000-01-01 00:30:00 +1)).instant(),
+        DueDate::MIN
+    );
+    assert_eq!(
+        crate::normalize(datetime!(9999-12-31 23:30:00 -1)),
+        datetime!(9999-12-31 23:30:00 -1),
+        "normalize keeps an instant it cannot convert"
+    );
 }

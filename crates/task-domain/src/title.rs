@@ -1,8 +1,9 @@
-//! `TaskTitle`: a trimmed title of 1 to 500 characters.
+//! `TaskTitle`: a trimmed title of 1 to 500 characters, without control characters.
 
 use std::fmt;
 
-/// A task title: trimmed, 1 to [`TaskTitle::MAX_CHARS`] characters (Unicode scalar values, not bytes).
+/// A task title: trimmed, 1 to [`TaskTitle::MAX_CHARS`] characters (Unicode scalar values, not bytes), with no
+/// control character (Unicode `Cc`: NUL, tab, newline, DEL, the C1 range) inside.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct TaskTitle(String);
 
@@ -20,17 +21,24 @@ pub enum TitleError {
         /// The limit.
         max: usize,
     },
+    /// Contains a control character (after trimming): PostgreSQL refuses NUL in text, and the others are never
+    /// meant in a one-line title.
+    #[error("title must not contain control characters")]
+    ControlCharacter,
 }
 
 impl TaskTitle {
     /// The longest title, in characters, after trimming (the original service's `VARCHAR(500)`).
     pub const MAX_CHARS: usize = 500;
 
-    /// Trims `raw` and checks its length.
+    /// Trims `raw` and checks its length and characters.
     pub fn parse(raw: &str) -> Result<Self, TitleError> {
         let trimmed = raw.trim();
         if trimmed.is_empty() {
             return Err(TitleError::Empty);
+        }
+        if trimmed.chars().any(char::is_control) {
+            return Err(TitleError::ControlCharacter);
         }
         let chars = trimmed.chars().count();
         if chars > Self::MAX_CHARS {

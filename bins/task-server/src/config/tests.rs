@@ -189,6 +189,18 @@ fn bad_values_fail_naming_the_key() {
             ("PASSWORD_HASH_CONCURRENCY", "1000"),
             ("MIGRATE_ON_START", "sometimes"),
             ("DATABASE_URL", "mysql+aiomysql://db/x"),
+            // Accepted, then every mutation was a 500 (the event could not be built).
+            ("EVENT_SOURCE", "not a uri reference"),
+            ("EVENT_SOURCE", "%zz"),
+            // Accepted, then actix-cors refused it at start without naming the key.
+            ("FRONTEND_URL", "*"),
+            ("FRONTEND_URL", "app.example.com"),
+            ("FRONTEND_URL", "https://app.example.com/path"),
+            // Accepted, then refused at start without naming the key (only with DAPR_ENABLED=true).
+            ("DAPR_HTTP_ENDPOINT", "http://user:pw@sidecar:3500"),
+            ("DAPR_HTTP_ENDPOINT", "http://sidecar:3500?debug=1"),
+            // Accepted, then every publish failed.
+            ("DAPR_API_TOKEN", "token\u{7f}with-del"),
         ] {
             clear_env();
             jail.set_env(key, value);
@@ -280,6 +292,59 @@ fn redacted_settings_hide_secrets_and_database_passwords() {
         redact_url_password("sqlite://pakaura.db"),
         "sqlite://pakaura.db"
     );
+}
+
+#[test]
+fn passwords_are_redacted_wherever_they_sit_in_a_url() {
+    for (url, shown) in [
+        (
+            "postgres://db/tasks?user=app&password=hunter2",
+            "postgres://db/tasks?user=app&password=[redacted]",
+        ),
+        (
+            "postgresql://app:hunter2@db:5432/tasks?sslmode=require&PASSWORD=hunter2#frag",
+            "postgresql://app:[redacted]@db:5432/tasks?sslmode=require&PASSWORD=[redacted]#frag",
+        ),
+        (
+            "postgres://app:hunter2@db?password=hunter2",
+            "postgres://app:[redacted]@db?password=[redacted]",
+        ),
+        ("postgres://app@db/tasks", "postgres://app@db/tasks"),
+        (
+            "postgres://db/tasks?password",
+            "postgres://db/tasks?password",
+        ),
+        (
+            "http://user:hunter2@sidecar:3500",
+            "http://user:[redacted]@sidecar:3500",
+        ),
+    ] {
+        assert_eq!(redact_url_password(url), shown, "{url}");
+    }
+    let settings = Settings {
+        database_url: "postgres://db/tasks?password=hunter2".to_owned(),
+        dapr_http_endpoint: Some("http://u:hunter2@sidecar:3500".to_owned()),
+        ..Settings::default()
+    };
+    let text = settings.redacted().to_string();
+    assert!(!text.contains("hunter2"), "{text}");
+}
+
+#[test]
+fn valid_sources_origins_and_tokens_are_accepted() {
+    Jail::expect_with(|jail| {
+        clear_env();
+        jail.set_env("EVENT_SOURCE", "https://example.com/tasks");
+        jail.set_env("FRONTEND_URL", "https://app.example.com/");
+        jail.set_env("DAPR_API_TOKEN", "abc.DEF-123_~");
+        let config = load(None).unwrap().service_config(String::new).unwrap();
+        assert_eq!(config.events.source, "https://example.com/tasks");
+        assert_eq!(
+            config.http.frontend_url.as_deref(),
+            Some("https://app.example.com")
+        );
+        Ok(())
+    });
 }
 
 #[test]

@@ -1,6 +1,6 @@
 //! `/api/v1/auth/*`: register, login, logout, me.
 
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpResponse, web};
 use serde_json::Value;
 use task_domain::{Email, UserId};
 use task_store::{NewUser, StoreError, User};
@@ -23,20 +23,6 @@ fn user_response(user: &User) -> UserResponse {
     }
 }
 
-/// The key of the per-client-address limit: the peer IP, or, when the peer is one of the configured trusted
-/// proxies, the client address it forwarded (never a header from anyone else, which any client can set).
-fn client_key(state: &AppState, req: &HttpRequest) -> String {
-    req.peer_addr()
-        .map(|addr| {
-            state
-                .http
-                .trusted_proxies
-                .client_ip(addr.ip(), req.headers())
-                .to_string()
-        })
-        .unwrap_or_else(|| "unknown".to_owned())
-}
-
 fn login_failed() -> ApiError {
     ApiError::Authentication("Invalid email or password".to_owned())
 }
@@ -52,10 +38,8 @@ fn login_failed() -> ApiError {
             body = crate::error::ErrorEnvelope)))]
 pub async fn register(
     state: web::Data<AppState>,
-    req: HttpRequest,
     body: web::Json<Value>,
 ) -> Result<HttpResponse, ApiError> {
-    state.auth_limiter.check(&client_key(&state, &req))?;
     let (email, password) = parse_credentials(body.into_inner())?;
     let mut details = Vec::new();
     let email = match Email::parse(&email) {
@@ -116,10 +100,8 @@ pub async fn register(
             body = crate::error::ErrorEnvelope)))]
 pub async fn login(
     state: web::Data<AppState>,
-    req: HttpRequest,
     body: web::Json<Value>,
 ) -> Result<HttpResponse, ApiError> {
-    state.auth_limiter.check(&client_key(&state, &req))?;
     let (email, password) = parse_credentials(body.into_inner())?;
     let user = match Email::parse(&email) {
         Ok(email) => state.store.find_user_by_email(&email).await?,
@@ -154,11 +136,7 @@ pub async fn login(
 /// Signs out: clears the cookie.
 #[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth",
     responses((status = 200, description = "The cookie is cleared", body = MessageResponse)))]
-pub async fn logout(
-    state: web::Data<AppState>,
-    req: HttpRequest,
-) -> Result<HttpResponse, ApiError> {
-    state.auth_limiter.check(&client_key(&state, &req))?;
+pub async fn logout(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok()
         .cookie(state.auth.removal_cookie())
         .json(MessageResponse {

@@ -4,78 +4,104 @@ pub mod auth;
 pub mod health;
 pub mod tasks;
 
-use actix_web::{HttpRequest, web};
+use actix_web::http::header;
+use actix_web::middleware::from_fn;
+use actix_web::{HttpRequest, HttpResponse, ResponseError, Route, web};
 
 use crate::error::ApiError;
+use crate::rate_limit::{limit_by_client_address, limit_by_user};
 
-/// Mounts every route: `/api/v1/...`, the health and metrics routes.
+/// A resource answering `routes`, and 405 with `Allow: <allow>` and the envelope for any other method.
+fn resource(
+    path: &str,
+    allow: &'static str,
+    routes: impl IntoIterator<Item = Route>,
+) -> actix_web::Resource {
+    routes
+        .into_iter()
+        .fold(web::resource(path), actix_web::Resource::route)
+        .default_service(web::to(move || method_not_allowed(allow)))
+}
+
+/// Mounts every route: `/api/v1/...`, the health and metrics routes. Register, login and logout are rate limited
+/// per client address, the task scope per user, each by one middleware (`rate_limit`).
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("/api/v1")
-            .route("/health", web::get().to(health::health))
+            .service(resource("/health", "GET", [web::get().to(health::health)]))
             .service(
                 web::scope("/auth")
                     .service(
-                        web::resource("/register")
-                            .route(web::post().to(auth::register))
-                            .default_service(web::to(method_not_allowed)),
+                        resource("/register", "POST", [web::post().to(auth::register)])
+                            .wrap(from_fn(limit_by_client_address)),
                     )
                     .service(
-                        web::resource("/login")
-                            .route(web::post().to(auth::login))
-                            .default_service(web::to(method_not_allowed)),
+                        resource("/login", "POST", [web::post().to(auth::login)])
+                            .wrap(from_fn(limit_by_client_address)),
                     )
                     .service(
-                        web::resource("/logout")
-                            .route(web::post().to(auth::logout))
-                            .default_service(web::to(method_not_allowed)),
+                        resource("/logout", "POST", [web::post().to(auth::logout)])
+                            .wrap(from_fn(limit_by_client_address)),
                     )
-                    .service(
-                        web::resource("/me")
-                            .route(web::get().to(auth::me))
-                            .default_service(web::to(method_not_allowed)),
-                    ),
+                    .service(resource("/me", "GET", [web::get().to(auth::me)])),
             )
             .service(
                 web::scope("/tasks")
-                    .service(
-                        web::resource("")
-                            .route(web::get().to(tasks::list_tasks))
-                            .route(web::post().to(tasks::create_task))
-                            .default_service(web::to(method_not_allowed)),
-                    )
-                    .service(
-                        web::resource("/{task_id}")
-                            .route(web::get().to(tasks::get_task))
-                            .route(web::patch().to(tasks::update_task))
-                            .route(web::delete().to(tasks::delete_task))
-                            .default_service(web::to(method_not_allowed)),
-                    )
-                    .service(
-                        web::resource("/{task_id}/complete")
-                            .route(web::post().to(tasks::complete_task))
-                            .default_service(web::to(method_not_allowed)),
-                    )
-                    .service(
-                        web::resource("/{task_id}/uncomplete")
-                            .route(web::post().to(tasks::uncomplete_task))
-                            .default_service(web::to(method_not_allowed)),
-                    ),
+                    .wrap(from_fn(limit_by_user))
+                    .service(resource(
+                        "",
+                        "GET, POST",
+                        [
+                            web::get().to(tasks::list_tasks),
+                            web::post().to(tasks::create_task),
+                        ],
+                    ))
+                    .service(resource(
+                        "/{task_id}",
+                        "GET, PATCH, DELETE",
+                        [
+                            web::get().to(tasks::get_task),
+                            web::patch().to(tasks::update_task),
+                            web::delete().to(tasks::delete_task),
+                        ],
+                    ))
+                    .service(resource(
+                        "/{task_id}/complete",
+                        "POST",
+                        [web::post().to(tasks::complete_task)],
+                    ))
+                    .service(resource(
+                        "/{task_id}/uncomplete",
+                        "POST",
+                        [web::post().to(tasks::uncomplete_task)],
+                    )),
             ),
     )
-    .route("/", web::get().to(health::root))
-    .route("/healthz", web::get().to(health::healthz))
-    .route("/readyz", web::get().to(health::readyz))
-    .route("/metrics", web::get().to(health::metrics));
+    .service(resource("/", "GET", [web::get().to(health::root)]))
+    .service(resource(
+        "/healthz",
+        "GET",
+        [web::get().to(health::healthz)],
+    ))
+    .service(resource("/readyz", "GET", [web::get().to(health::readyz)]))
+    .service(resource(
+        "/metrics",
+        "GET",
+        [web::get().to(health::metrics)],
+    ));
 }
 
-/// 405 with the envelope for a known path and an unsupported method.
-pub async fn method_not_allowed() -> Result<actix_web::HttpResponse, ApiError> {
-    Err(ApiError::MethodNotAllowed)
+/// 405 with the envelope and the `Allow` header (RFC 9110 §15.5.6) for a known path and an unsupported method.
+pub async fn method_not_allowed(allow: &'static str) -> HttpResponse {
+    let mut response = ApiError::MethodNotAllowed.error_response();
+    response
+        .headers_mut()
+        .insert(header::ALLOW, header::HeaderValue::from_static(allow));
+    response
 }
 
 /// 404 with the envelope for any unknown route.
-pub async fn not_found(req: HttpRequest) -> Result<actix_web::HttpResponse, ApiError> {
+pub async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
     Err(ApiError::NotFound(format!(
         "No route for {} {}",
         req.method(),

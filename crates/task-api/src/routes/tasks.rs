@@ -18,7 +18,8 @@ use crate::error::ApiError;
 use crate::middleware::RequestContext;
 use crate::state::AppState;
 
-/// The authenticated user of a task route, within the per-user rate limit.
+/// The authenticated user of a task route (the per-user rate limit is the scope's middleware,
+/// [`crate::rate_limit::limit_by_user`]).
 #[derive(Debug, Clone, Copy)]
 pub struct TaskUser(pub UserId);
 
@@ -30,9 +31,6 @@ impl FromRequest for TaskUser {
         let req = req.clone();
         Box::pin(async move {
             let user = authenticate(&req).await?;
-            if let Some(state) = req.app_data::<web::Data<AppState>>() {
-                state.task_limiter.check(&user.id.to_string())?;
-            }
             Ok(TaskUser(UserId::from_uuid(user.id)))
         })
     }
@@ -41,7 +39,11 @@ impl FromRequest for TaskUser {
 /// The query of `GET /tasks`.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 pub struct ListQuery {
-    /// `true` for completed tasks only, `false` for open ones only.
+    /// `true` for completed tasks only, `false` for open ones only (also `1`/`0`, `yes`/`no`, `on`/`off`, any
+    /// case); empty or absent for all.
+    #[param(
+        pattern = r"^[\t\n\u000b\u000c\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*(?:[Tt][Rr][Uu][Ee]|[Ff][Aa][Ll][Ss][Ee]|1|0|[Yy][Ee][Ss]|[Nn][Oo]|[Oo][Nn]|[Oo][Ff][Ff])?[\t\n\u000b\u000c\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$"
+    )]
     pub completed: Option<String>,
 }
 

@@ -428,6 +428,22 @@ async fn bad_input_is_a_tool_error_and_the_session_goes_on() {
             json!({"title": "x", "due_date": "next tuesday"}),
             "due_date must be an RFC 3339 date-time",
         ),
+        // Year 10000 once in UTC: this panicked, and the call never answered (issue 15).
+        (
+            "add_task",
+            json!({"title": "x", "due_date": "9999-12-31T23:30:00-01:00"}),
+            "due_date must be between 1970-01-01T00:00:00Z and 9999-12-31T23:59:59Z",
+        ),
+        (
+            "update_task",
+            json!({"task_id": task["id"], "due_date": "0000-01-01T00:30:00+01:00"}),
+            "due_date must be between",
+        ),
+        (
+            "add_task",
+            json!({"title": "bell\u{7}"}),
+            "VALIDATION_ERROR: Title must not contain control characters",
+        ),
         ("add_task", json!({}), "title"),
         (
             "add_task",

@@ -157,10 +157,9 @@ ConfigMap exists, and migrating needs only the database settings).
   value: {{ .Values.config.cookie.secure | quote }}
 - name: COOKIE_SAMESITE
   value: {{ .Values.config.cookie.sameSite | quote }}
-{{- with .Values.config.frontendUrl }}
+{{- /* Always set: unset, the binary would allow credentialed CORS from http://localhost:3000 in a deployment. */}}
 - name: FRONTEND_URL
-  value: {{ . | quote }}
-{{- end }}
+  value: {{ .Values.config.frontendUrl | default "" | quote }}
 - name: RATE_LIMIT_AUTH_PER_MINUTE
   value: {{ .Values.config.rateLimit.authPerMinute | quote }}
 - name: RATE_LIMIT_TASKS_PER_MINUTE
