@@ -48,7 +48,7 @@ type HttpClient = Client<HttpConnector, Full<Bytes>>;
 /// and reading the answer, and needs a Tokio runtime with timers enabled.
 ///
 /// The client logs each exchange at DEBUG and returns failures to the caller, who logs them
-/// once (see [`PublishError::severity`]); the [`Dispatcher`](crate::Dispatcher) does that for
+/// once (see [`PublishError::class`]); the [`Dispatcher`](crate::Dispatcher) does that for
 /// background delivery.
 #[derive(Clone)]
 pub struct PubSubClient {

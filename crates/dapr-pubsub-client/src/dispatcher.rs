@@ -1123,8 +1123,10 @@ fn log_gave_up(
         "body" => err.body().unwrap_or("").to_owned(),
         "error" => ErrorChain(err).to_string());
     let log = shared.log.new(kv);
-    match err.severity() {
-        slog::Level::Warning => warn!(
+    // An answer from the sidecar needs someone to act; no answer (absent or slow) is degraded
+    // but handled.
+    match err.status() {
+        None => warn!(
             log,
             "gave up publishing {} to {}", message.event_type, message.topic
         ),

@@ -5,6 +5,7 @@
 mod bulk;
 mod client;
 mod config;
+pub mod delivery;
 mod dispatcher;
 mod error;
 mod metrics;
