@@ -159,60 +159,7 @@ impl PublishError {
             body: snippet(reason.as_bytes()),
         }
     }
-
-    /// A copy for the other events of a batch that failed as a whole: same variant and fields;
-    /// an underlying error is kept as its one-line text (errors from the HTTP stack cannot be
-    /// cloned).
-    pub(crate) fn duplicate(&self) -> Self {
-        let copied = |source: &(dyn StdError + 'static)| -> BoxError {
-            Box::new(CopiedError(ErrorChain(source).to_string()))
-        };
-        let json = |source: &serde_json::Error| {
-            <serde_json::Error as serde::de::Error>::custom(source.to_string())
-        };
-        match self {
-            Self::Connect { endpoint, source } => Self::Connect {
-                endpoint: endpoint.clone(),
-                source: copied(source.as_ref()),
-            },
-            Self::Timeout { timeout } => Self::Timeout { timeout: *timeout },
-            Self::Rejected {
-                status,
-                error_code,
-                body,
-            } => Self::Rejected {
-                status: *status,
-                error_code: error_code.clone(),
-                body: body.clone(),
-            },
-            Self::Transport { source } => Self::Transport {
-                source: copied(source.as_ref()),
-            },
-            Self::Serialize { source } => Self::Serialize {
-                source: json(source),
-            },
-            Self::Decode { status, source } => Self::Decode {
-                status: *status,
-                source: json(source),
-            },
-            Self::InvalidRequest { reason } => Self::InvalidRequest {
-                reason: reason.clone(),
-            },
-        }
-    }
 }
-
-/// An error kept as its text (see [`PublishError::duplicate`]).
-#[derive(Debug)]
-struct CopiedError(String);
-
-impl fmt::Display for CopiedError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl StdError for CopiedError {}
 
 /// The JSON error body Dapr answers with.
 #[derive(serde::Deserialize)]

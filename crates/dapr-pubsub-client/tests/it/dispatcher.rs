@@ -92,7 +92,8 @@ async fn retries_a_server_error_with_the_same_event_bytes_then_succeeds() {
         .filter(|r| r.message.contains("retrying"))
         .collect();
     assert_eq!(retry_lines.len(), 2);
-    assert!(retry_lines.iter().all(|r| r.level == slog::Level::Warning
+    // The sidecar answered with an error: ERROR (no answer at all would be a WARN).
+    assert!(retry_lines.iter().all(|r| r.level == slog::Level::Error
         && r.kv["event_id"] == "evt-retry"
         && r.kv["status"] == "500"
         && r.kv["partition_key"] == "user-9"));
