@@ -293,8 +293,8 @@ mod fake {
 
     use slog::Logger;
 
-    use super::EventPublisher;
-    use crate::events::{EXT_CORRELATIONID, OutgoingEvent};
+    use super::{EventPublisher, PublishSlot};
+    use crate::events::OutgoingEvent;
 
     /// A place in the record: its events, once filled.
     #[derive(Debug)]
@@ -399,5 +399,48 @@ mod fake {
         fn drop(&mut self) {
             self.settle(None);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use cloudevents_model::CloudEvent;
+    use serde_json::Value;
+
+    use super::*;
+
+    fn outgoing(id: &str) -> OutgoingEvent {
+        OutgoingEvent {
+            topic: "task-events".into(),
+            partition_key: "user-1".into(),
+            traceparent: None,
+            event: CloudEvent::builder(id, "pakaura/api", "task.updated")
+                .data(Value::Null)
+                .build()
+                .unwrap(),
+        }
+    }
+
+    #[test]
+    fn memory_slots_keep_their_place_and_a_dropped_one_leaves_none() {
+        let log = Logger::root(slog::Discard, slog::o!());
+        let publisher = MemoryPublisher::new();
+        let first = publisher.reserve("user-1", &log);
+        let second = publisher.reserve("user-1", &log);
+        let dropped = publisher.reserve("user-1", &log);
+        second.fill(vec![outgoing("b")], &log);
+        assert!(
+            publisher.events().iter().map(OutgoingEvent::id).eq(["b"]),
+            "b is recorded"
+        );
+        first.fill(vec![outgoing("a")], &log);
+        drop(dropped);
+        publisher.publish(vec![outgoing("c")], &log);
+        let ids: Vec<String> = publisher
+            .events()
+            .iter()
+            .map(|e| e.id().to_owned())
+            .collect();
+        assert_eq!(ids, ["a", "b", "c"]);
     }
 }
