@@ -15,8 +15,10 @@ pub(crate) enum Mode {
     Accept,
     /// 500 with a Dapr-style error body, as Dapr answers when the broker is unreachable.
     Fail,
-    /// 403 with a Dapr-style error body: the sidecar refuses the event itself (topic not allowed).
+    /// 403 with a Dapr-style error body: the sidecar refuses because of its deployment (topic not allowed).
     Reject,
+    /// 400 with a Dapr-style error body: the sidecar refuses the event itself.
+    RejectEvent,
     /// Never answers.
     Hang,
 }
@@ -78,7 +80,7 @@ async fn publish(
     let segments: Vec<&str> = req.path().trim_start_matches('/').split('/').collect();
     let (pubsub, topic, bulk) = match segments.as_slice() {
         ["v1.0", "publish", pubsub, topic] => ((*pubsub).to_owned(), (*topic).to_owned(), false),
-        ["v1.0-alpha1", "publish", "bulk", pubsub, topic] => {
+        ["v1.0" | "v1.0-alpha1", "publish", "bulk", pubsub, topic] => {
             ((*pubsub).to_owned(), (*topic).to_owned(), true)
         }
         _ => (String::new(), String::new(), false),
@@ -132,6 +134,8 @@ async fn publish(
             .json(serde_json::json!({"errorCode": "ERR_PUBSUB_PUBLISH_MESSAGE", "message": "broker down"})),
         Mode::Reject => HttpResponse::Forbidden()
             .json(serde_json::json!({"errorCode": "ERR_PUBSUB_FORBIDDEN", "message": "topic not allowed"})),
+        Mode::RejectEvent => HttpResponse::BadRequest()
+            .json(serde_json::json!({"errorCode": "ERR_PUBSUB_CLOUD_EVENTS_SER", "message": "invalid event"})),
     }
 }
 
