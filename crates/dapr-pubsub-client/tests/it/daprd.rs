@@ -20,11 +20,16 @@ use crate::support::{CapturedLogs, event};
 const PUBSUB: &str = "pubsub-kafka";
 
 /// The real sidecar, or `None` (after saying why) when the stack is not running.
+async fn real_sidecar(test: &str) -> Option<PubSubClient> {
+    real_sidecar_logging(test, CapturedLogs::default()).await
+}
+
+/// [`real_sidecar`], logging into `logs`.
 #[expect(
     clippy::print_stderr,
     reason = "a skipped test says so on the test output"
 )]
-async fn real_sidecar(test: &str) -> Option<PubSubClient> {
+async fn real_sidecar_logging(test: &str, logs: CapturedLogs) -> Option<PubSubClient> {
     let endpoint = std::env::var("PAKAURA_DAPR_HTTP_ENDPOINT")
         .ok()
         .filter(|v| !v.is_empty());
@@ -44,7 +49,7 @@ async fn real_sidecar(test: &str) -> Option<PubSubClient> {
     if let Some(token) = std::env::var(DAPR_API_TOKEN).ok().filter(|v| !v.is_empty()) {
         config = config.with_api_token(token);
     }
-    let client = PubSubClient::new(config, CapturedLogs::default().logger());
+    let client = PubSubClient::new(config, logs.logger());
     client
         .wait_until_ready(Duration::from_secs(30))
         .await
@@ -108,7 +113,9 @@ async fn daprd_accepts_plain_json_and_text() {
 
 #[tokio::test]
 async fn daprd_bulk_publishes_every_entry() {
-    let Some(client) = real_sidecar("daprd_bulk_publishes_every_entry").await else {
+    let logs = CapturedLogs::default();
+    let Some(client) = real_sidecar_logging("daprd_bulk_publishes_every_entry", logs.clone()).await
+    else {
         return;
     };
     let entries = vec![
@@ -122,6 +129,14 @@ async fn daprd_bulk_publishes_every_entry() {
         .unwrap();
     assert!(outcome.is_success(), "{outcome:?}");
     assert_eq!(outcome.published_count(), 3);
+    // daprd 1.18 serves the stable route: no fallback to the alpha one.
+    let routes: Vec<String> = logs
+        .records()
+        .into_iter()
+        .filter(|r| r.message.starts_with("bulk publishing through"))
+        .map(|r| r.kv["route"].clone())
+        .collect();
+    assert_eq!(routes, ["/v1.0/publish/bulk"]);
 }
 
 #[tokio::test]
