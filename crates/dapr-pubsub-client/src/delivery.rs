@@ -180,8 +180,9 @@ pub enum FailureClass {
     /// transport, 5xx, 408, 429): the same request may succeed soon.
     Unavailable,
     /// The sidecar refused because of how it is deployed, not because of the event (401/403
-    /// token or topic access, 404 unknown pub/sub or route, 400 `ERR_PUBSUB_NOT_CONFIGURED`,
-    /// or an answer it should not give): nothing is wrong with the event, and it may succeed once
+    /// token or topic access, 404 unknown pub/sub or route; Dapr's deployment error codes
+    /// such as `ERR_PUBSUB_NOT_CONFIGURED` with a 400; a redirect, or a success answer it cannot
+    /// have meant): nothing is wrong with the event, and it may succeed once
     /// the deployment is fixed.
     Deployment,
     /// The event itself was refused (another 4xx) or cannot be sent as it is.
@@ -196,8 +197,14 @@ impl FailureClass {
     }
 }
 
-/// Dapr error codes of a 400 answer that describe the deployment, not the event.
-const DEPLOYMENT_ERROR_CODES: &[&str] = &["ERR_PUBSUB_NOT_CONFIGURED", "ERR_PUBSUB_NOT_FOUND"];
+/// Dapr error codes that describe the deployment, not the event, whatever the status they come with.
+const DEPLOYMENT_ERROR_CODES: &[&str] = &[
+    "ERR_PUBSUB_NOT_CONFIGURED",
+    "ERR_PUBSUB_NOT_FOUND",
+    "ERR_PUBSUB_FORBIDDEN",
+    "ERR_PUBSUB_EMPTY",
+    "ERR_TOPIC_NAME_EMPTY",
+];
 
 pub(crate) fn classify(err: &PublishError) -> FailureClass {
     use http::StatusCode;
@@ -513,7 +520,19 @@ mod tests {
                 rejected(400, br#"{"errorCode":"ERR_PUBSUB_NOT_CONFIGURED"}"#),
                 FailureClass::Deployment,
             ),
+            (
+                rejected(400, br#"{"errorCode":"ERR_PUBSUB_FORBIDDEN"}"#),
+                FailureClass::Deployment,
+            ),
+            (
+                rejected(400, br#"{"errorCode":"ERR_TOPIC_NAME_EMPTY"}"#),
+                FailureClass::Deployment,
+            ),
             (rejected(400, b"bad event"), FailureClass::EventRejected),
+            (
+                rejected(400, br#"{"errorCode":"ERR_PUBSUB_CLOUD_EVENTS_SER"}"#),
+                FailureClass::EventRejected,
+            ),
             (rejected(413, b""), FailureClass::EventRejected),
             (rejected(302, b""), FailureClass::Deployment),
             (
