@@ -68,17 +68,28 @@ pub struct BatchLimits {
     pub max_bytes: usize,
     /// The most requests in one plan.
     pub max_requests: usize,
+    /// How many events past the first planned one are looked at to fill the requests: bounds
+    /// the work per plan on a long line. The first ready event is always found, however far.
+    pub lookahead: usize,
 }
 
 impl BatchLimits {
-    /// `max_entries` per request, [`MAX_BULK_BODY_BYTES`](crate::MAX_BULK_BODY_BYTES), and no
-    /// cap on the number of requests.
+    /// `max_entries` per request, [`MAX_BULK_BODY_BYTES`](crate::MAX_BULK_BODY_BYTES), no cap on
+    /// the number of requests and no lookahead limit.
     pub fn new(max_entries: usize) -> Self {
         Self {
             max_entries: max_entries.max(1),
             max_bytes: crate::MAX_BULK_BODY_BYTES,
             max_requests: usize::MAX,
+            lookahead: usize::MAX,
         }
+    }
+
+    /// Sets how many events past the first planned one are looked at (see
+    /// [`lookahead`](Self::lookahead)).
+    pub fn with_lookahead(mut self, events: usize) -> Self {
+        self.lookahead = events;
+        self
     }
 
     /// Sets the byte cap of a bulk request.
@@ -117,15 +128,22 @@ impl BatchLimits {
 /// };
 /// let queue = [entry("a"), entry("a"), entry("b")];
 /// // One request with the first event of "a" and the one of "b"; the second "a" waits.
-/// assert_eq!(plan(&queue, BatchLimits::new(10)), vec![vec![0, 2]]);
+/// assert_eq!(plan(queue, BatchLimits::new(10)), vec![vec![0, 2]]);
 /// ```
-pub fn plan<G: PartialEq>(entries: &[PlanEntry<'_, G>], limits: BatchLimits) -> Vec<Vec<usize>> {
-    let mut held: HashSet<(Destination<'_>, &str)> = HashSet::new();
-    let mut held_keys: HashSet<&str> = HashSet::new();
+pub fn plan<'a, G: PartialEq + Clone>(
+    entries: impl IntoIterator<Item = PlanEntry<'a, G>>,
+    limits: BatchLimits,
+) -> Vec<Vec<usize>> {
+    let mut held: HashSet<(Destination<'a>, &'a str)> = HashSet::new();
+    let mut held_keys: HashSet<&'a str> = HashSet::new();
     let mut requests: Vec<Vec<usize>> = Vec::new();
-    // Per request: whether it may grow, and its bytes.
-    let mut open: Vec<(bool, usize)> = Vec::new();
-    for (index, entry) in entries.iter().enumerate() {
+    // Per request: its destination and group, whether it may grow, and its bytes.
+    let mut open: Vec<(Destination<'a>, G, bool, usize)> = Vec::new();
+    let mut first_planned: Option<usize> = None;
+    for (index, entry) in entries.into_iter().enumerate() {
+        if first_planned.is_some_and(|first| index - first > limits.lookahead) {
+            break;
+        }
         let Some(destination) = entry.destination else {
             if let Some(key) = entry.partition_key {
                 held_keys.insert(key);
@@ -147,11 +165,10 @@ pub fn plan<G: PartialEq>(entries: &[PlanEntry<'_, G>], limits: BatchLimits) -> 
                 requests
                     .iter()
                     .zip(&open)
-                    .position(|(request, (grows, bytes))| {
-                        let first = &entries[request[0]];
+                    .position(|(request, (to, group, grows, bytes))| {
                         *grows
-                            && first.destination == Some(destination)
-                            && first.group == entry.group
+                            && *to == destination
+                            && *group == entry.group
                             && request.len() < limits.max_entries
                             && bytes + entry.size <= limits.max_bytes
                     })
@@ -160,13 +177,24 @@ pub fn plan<G: PartialEq>(entries: &[PlanEntry<'_, G>], limits: BatchLimits) -> 
         match target {
             Some(at) => {
                 requests[at].push(index);
-                open[at].1 += entry.size;
+                open[at].3 += entry.size;
             }
             None if requests.len() < limits.max_requests => {
                 requests.push(vec![index]);
-                open.push((joinable, entry.size));
+                open.push((destination, entry.group, joinable, entry.size));
+                first_planned.get_or_insert(index);
             }
             None => {}
+        }
+        // No more requests and none can grow: the rest of the line changes nothing (a lane
+        // without batching then plans in constant time, however long its line).
+        if requests.len() >= limits.max_requests
+            && requests
+                .iter()
+                .zip(&open)
+                .all(|(request, (_, _, grows, _))| !*grows || request.len() >= limits.max_entries)
+        {
+            break;
         }
     }
     requests
@@ -492,6 +520,19 @@ mod tests {
                 vec![vec![0], vec![1]],
             ),
             (
+                "lookahead: the first ready event is found however far, then a bounded look",
+                vec![
+                    waiting(e(A, "u")),
+                    e(A, "u"),
+                    e(A, "u"),
+                    e(A, "v"),
+                    e(A, "w"),
+                    e(A, "x"),
+                ],
+                limits.with_lookahead(1),
+                vec![vec![3, 4]],
+            ),
+            (
                 "request cap",
                 vec![e(A, "u"), e(B, "v"), group(e(A, "w"), 1)],
                 limits.with_max_requests(1),
@@ -499,7 +540,7 @@ mod tests {
             ),
         ];
         for (name, entries, limits, expected) in cases {
-            assert_eq!(plan(&entries, limits), expected, "{name}");
+            assert_eq!(plan(entries, limits), expected, "{name}");
         }
     }
 

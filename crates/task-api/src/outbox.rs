@@ -536,7 +536,7 @@ fn plan_wave(pubsub: &str, waiting: &[(OutboxMessage, bool)]) -> Vec<Vec<usize>>
         })
         .collect();
     delivery::plan(
-        &entries,
+        entries,
         BatchLimits::new(MAX_BULK_ENTRIES).with_max_bytes(MAX_BULK_BYTES),
     )
 }

@@ -12,7 +12,7 @@ use tokio::time::Instant;
 
 use crate::delivery::{BatchLimits, Destination, PlanEntry, plan};
 use crate::dispatcher::Shared;
-use crate::dispatcher::message::{BulkForm, Command, Message, RequestGroup};
+use crate::dispatcher::message::{BulkForm, Command, Message};
 use crate::dispatcher::report::UndeliveredEvent;
 use crate::dispatcher::send::deliver;
 use crate::error::PublishError;
@@ -133,40 +133,38 @@ async fn sleep_until(at: Option<Instant>) {
     }
 }
 
-/// The indices of the next request: the planner's first, over the whole line.
+/// The indices of the next request: the planner's first, over the line (lazily: the planner
+/// stops once the request cannot change any more, or `4 × max_batch` events past its first).
 fn next_request(queue: &VecDeque<Waiting>, max_batch: usize) -> Vec<usize> {
     let now = Instant::now();
-    let entries: Vec<PlanEntry<'_, Option<RequestGroup<'_>>>> = queue
-        .iter()
-        .map(|waiting| match waiting {
-            Waiting::Event(pending) => {
-                let message = &pending.message;
-                PlanEntry {
-                    destination: Some(Destination {
-                        pubsub: &message.pubsub,
-                        topic: &message.topic,
-                    }),
-                    partition_key: message.options.partition_key(),
-                    size: message.body.len() + message.event_id.len() + 128,
-                    ready: pending.retry_at.is_none_or(|at| at <= now),
-                    bulk: message.bulk != BulkForm::Alone,
-                    group: Some(message.group()),
-                }
+    let entries = queue.iter().map(|waiting| match waiting {
+        Waiting::Event(pending) => {
+            let message = &pending.message;
+            PlanEntry {
+                destination: Some(Destination {
+                    pubsub: &message.pubsub,
+                    topic: &message.topic,
+                }),
+                partition_key: message.options.partition_key(),
+                size: message.body.len() + message.event_id.len() + 128,
+                ready: pending.retry_at.is_none_or(|at| at <= now),
+                bulk: message.bulk != BulkForm::Alone,
+                group: Some(message.group()),
             }
-            Waiting::Reserved { partition_key, .. } => PlanEntry {
-                destination: None,
-                partition_key: Some(partition_key),
-                size: 0,
-                ready: false,
-                bulk: false,
-                group: None,
-            },
-        })
-        .collect();
-    plan(&entries, BatchLimits::new(max_batch).with_max_requests(1))
-        .into_iter()
-        .next()
-        .unwrap_or_default()
+        }
+        Waiting::Reserved { partition_key, .. } => PlanEntry {
+            destination: None,
+            partition_key: Some(partition_key),
+            size: 0,
+            ready: false,
+            bulk: false,
+            group: None,
+        },
+    });
+    let limits = BatchLimits::new(max_batch)
+        .with_max_requests(1)
+        .with_lookahead(max_batch.saturating_mul(4));
+    plan(entries, limits).into_iter().next().unwrap_or_default()
 }
 
 /// Moves what the channel holds into the line; returns whether the channel is still open.

@@ -119,6 +119,7 @@ impl Message {
 /// The request-level options of an event (metadata other than the partition key, which travels
 /// per entry; deadline; trace context: a request carries one `traceparent`, and no event may lose
 /// its own). Events share a bulk request only when these are equal.
+#[derive(Clone, Copy)]
 pub(crate) struct RequestGroup<'a>(&'a PublishOptions);
 
 impl RequestGroup<'_> {
@@ -169,15 +170,15 @@ pub(crate) enum Command {
 }
 
 /// The submitter's log fields as slog key-values.
-pub(crate) struct Fields(pub(crate) LogFields);
+pub(crate) struct Fields<'a>(pub(crate) &'a [(&'static str, String)]);
 
-impl slog::KV for Fields {
+impl slog::KV for Fields<'_> {
     fn serialize(
         &self,
         _record: &slog::Record<'_>,
         serializer: &mut dyn slog::Serializer,
     ) -> slog::Result {
-        for (key, value) in &self.0 {
+        for (key, value) in self.0 {
             serializer.emit_str(key, value)?;
         }
         Ok(())

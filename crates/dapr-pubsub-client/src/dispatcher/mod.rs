@@ -445,7 +445,7 @@ fn log_drop(log: &Logger, message: &Message, why: &str) {
         "event_type" => &message.event_type, "event_id" => &message.event_id,
         "pubsub" => &message.pubsub, "topic" => &message.topic,
         "partition_key" => message.options.partition_key().unwrap_or(""),
-        message::Fields(message.fields.clone()));
+        message::Fields(&message.fields));
 }
 
 /// The lane of a partition key.

@@ -81,26 +81,35 @@ pub(crate) async fn deliver(
     for (&index, result) in request.iter().zip(results) {
         let pending = pending_mut(queue, index);
         let message = &pending.message;
-        let log = event_log(&shared.log, message, bulk_entries, elapsed);
         let attempts = pending.attempts;
+        let outcome = Outcome {
+            attempts,
+            bulk_entries,
+            elapsed,
+        };
         match result {
             Ok(()) => {
                 counters.published.fetch_add(1, Ordering::Relaxed);
-                debug!(log, "published {} to {}", message.event_type, message.topic;
-                    "attempt" => attempts);
+                // Built only when DEBUG is on: the hot path allocates nothing for its log line.
+                debug!(shared.log, "published {} to {}", message.event_type, message.topic;
+                    "event_type" => &message.event_type, "event_id" => &message.event_id,
+                    "pubsub" => &message.pubsub, "topic" => &message.topic,
+                    "partition_key" => message.options.partition_key().unwrap_or(""),
+                    "attempt" => attempts, "bulk_entries" => bulk_entries,
+                    "duration_ms" => elapsed.as_millis() as u64, Fields(&message.fields));
                 done.push(index);
             }
             Err(err) => match shared.policy.decide(&err, pending.attempts) {
                 Decision::Retry(pause) => {
                     let pause = *shared_pause.get_or_insert(pause);
                     counters.retried.fetch_add(1, Ordering::Relaxed);
-                    log_failure(&log, message, &err, attempts, Some(pause));
+                    log_failure(&shared.log, message, &err, outcome, Some(pause));
                     pending.retry_at = Some(Instant::now() + pause);
                     pending.last_error = Some(err);
                 }
                 Decision::GiveUp => {
                     counters.failed.fetch_add(1, Ordering::Relaxed);
-                    log_failure(&log, message, &err, attempts, None);
+                    log_failure(&shared.log, message, &err, outcome, None);
                     pending.last_error = Some(err);
                     done.push(index);
                 }
@@ -205,53 +214,57 @@ fn entry_ids(messages: &[&Message]) -> Vec<String> {
     ids
 }
 
-/// A logger carrying what every line about this event's delivery says.
-fn event_log(
-    log: &Logger,
-    message: &Message,
+/// What a failure line says about the attempt.
+#[derive(Clone, Copy)]
+struct Outcome {
+    attempts: u32,
     bulk_entries: Option<usize>,
     elapsed: Duration,
-) -> Logger {
-    log.new(slog::o!(
-        "event_type" => message.event_type.clone(), "event_id" => message.event_id.clone(),
-        "pubsub" => message.pubsub.clone(), "topic" => message.topic.clone(),
-        "partition_key" => message.options.partition_key().unwrap_or("").to_owned(),
-        "bulk_entries" => bulk_entries,
-        "duration_ms" => elapsed.as_millis() as u64))
-        .new(slog::OwnedKV(Fields(message.fields.clone())))
 }
 
 /// A failed attempt: ERROR when the sidecar answered with an error (someone must act), WARN
-/// when it was absent or slow (degraded but handled).
+/// when it was absent or slow (degraded but handled). A retry names the attempt that failed
+/// (`attempt`); giving up, the attempts made (`attempts`).
 fn log_failure(
     log: &Logger,
     message: &Message,
     err: &PublishError,
-    attempts: u32,
+    outcome: Outcome,
     retry_in: Option<Duration>,
 ) {
-    // A retry names the attempt that failed; giving up, the attempts made.
-    let log = match retry_in {
-        Some(_) => log.new(slog::o!("attempt" => attempts)),
-        None => log.new(slog::o!("attempts" => attempts)),
-    };
-    let log = log.new(slog::o!(
-        "status" => err.status().map(|status| status.as_u16()),
-        "body" => err.body().unwrap_or("").to_owned(),
-        "error" => ErrorChain(err).to_string()));
-    let what = match retry_in {
-        Some(pause) => format!(
-            "publish of {} to {} failed; retrying in {:?}",
-            message.event_type, message.topic, pause
+    let (attempt_key, what) = match retry_in {
+        Some(pause) => (
+            "attempt",
+            format!(
+                "publish of {} to {} failed; retrying in {:?}",
+                message.event_type, message.topic, pause
+            ),
         ),
-        None => format!(
-            "gave up publishing {} to {}",
-            message.event_type, message.topic
+        None => (
+            "attempts",
+            format!(
+                "gave up publishing {} to {}",
+                message.event_type, message.topic
+            ),
         ),
     };
+    macro_rules! failure_line {
+        ($level:ident) => {
+            $level!(log, "{}", what;
+                "event_type" => &message.event_type, "event_id" => &message.event_id,
+                "pubsub" => &message.pubsub, "topic" => &message.topic,
+                "partition_key" => message.options.partition_key().unwrap_or(""),
+                attempt_key => outcome.attempts, "bulk_entries" => outcome.bulk_entries,
+                "duration_ms" => outcome.elapsed.as_millis() as u64,
+                "status" => err.status().map(|status| status.as_u16()),
+                "body" => err.body().unwrap_or(""),
+                "error" => %ErrorChain(err),
+                Fields(&message.fields))
+        };
+    }
     if err.status().is_some() {
-        error!(log, "{}", what);
+        failure_line!(error);
     } else {
-        warn!(log, "{}", what);
+        failure_line!(warn);
     }
 }
