@@ -1,5 +1,5 @@
 //! Bulk publish: request entries and the per-entry outcome of
-//! `POST /v1.0-alpha1/publish/bulk/{pubsub}/{topic}`.
+//! `POST /v1.0/publish/bulk/{pubsub}/{topic}`.
 
 use std::collections::BTreeMap;
 
@@ -74,11 +74,21 @@ impl BulkEntry {
         entry_id: impl Into<String>,
         json: impl Into<String>,
     ) -> Result<Self, PublishError> {
+        Self::raw_json(entry_id, cloudevents_model::CONTENT_TYPE, json)
+    }
+
+    /// Already serialized JSON with the given content type (`application/json` or
+    /// `application/cloudevents+json`), embedded byte for byte. `json` must be a JSON value.
+    pub fn raw_json(
+        entry_id: impl Into<String>,
+        content_type: impl Into<String>,
+        json: impl Into<String>,
+    ) -> Result<Self, PublishError> {
         Ok(Self {
             entry_id: entry_id.into(),
             event: RawValue::from_string(json.into())
                 .map_err(|source| PublishError::Serialize { source })?,
-            content_type: cloudevents_model::CONTENT_TYPE.to_owned(),
+            content_type: content_type.into(),
             metadata: BTreeMap::new(),
         })
     }

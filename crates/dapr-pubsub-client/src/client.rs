@@ -2,6 +2,7 @@
 
 use std::borrow::Cow;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -14,7 +15,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::Serialize;
-use slog::{Logger, debug, o};
+use slog::{Logger, debug, info, o};
 
 use crate::bulk::{BulkEntry, BulkPublishOutcome};
 use crate::config::ClientConfig;
@@ -36,6 +37,11 @@ const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'_')
     .remove(b'~');
 
+/// The bulk publish route, stable since Dapr 1.17.
+pub const BULK_PUBLISH_PATH: &str = "/v1.0/publish/bulk";
+/// The bulk publish route of older sidecars.
+pub const BULK_PUBLISH_ALPHA_PATH: &str = "/v1.0-alpha1/publish/bulk";
+
 /// Largest success or bulk-answer body read into memory.
 const MAX_ANSWER_BODY_BYTES: usize = 1024 * 1024;
 
@@ -48,7 +54,7 @@ type HttpClient = Client<HttpConnector, Full<Bytes>>;
 /// and reading the answer, and needs a Tokio runtime with timers enabled.
 ///
 /// The client logs each exchange at DEBUG and returns failures to the caller, who logs them
-/// once (see [`PublishError::severity`]); the [`Dispatcher`](crate::Dispatcher) does that for
+/// once (see [`PublishError::class`]); the [`Dispatcher`](crate::Dispatcher) does that for
 /// background delivery.
 #[derive(Clone)]
 pub struct PubSubClient {
@@ -62,6 +68,10 @@ struct Inner {
     api_token: Result<Option<HeaderValue>, ()>,
     request_timeout: Duration,
     log: Logger,
+    /// Set once the sidecar showed it has no stable bulk route: the alpha one is used.
+    bulk_alpha: AtomicBool,
+    /// Whether the bulk route in use was logged.
+    bulk_route_logged: AtomicBool,
 }
 
 impl std::fmt::Debug for PubSubClient {
@@ -114,6 +124,8 @@ impl PubSubClient {
                 api_token,
                 request_timeout: config.request_timeout(),
                 log,
+                bulk_alpha: AtomicBool::new(false),
+                bulk_route_logged: AtomicBool::new(false),
             }),
         }
     }
@@ -215,13 +227,18 @@ impl PubSubClient {
         .await
     }
 
-    /// Publishes several entries in one request (`/v1.0-alpha1/publish/bulk/{pubsub}/{topic}`).
+    /// Publishes several entries in one request (`POST /v1.0/publish/bulk/{pubsub}/{topic}`,
+    /// stable since Dapr 1.17). When the sidecar answers 404 without a Dapr pub/sub error (an
+    /// older sidecar without that route), the request is sent again to
+    /// `/v1.0-alpha1/publish/bulk/…`, and the client keeps using that route. The route in use is
+    /// logged once at INFO.
     ///
-    /// Dapr publishes the entries independently: the outcome lists the entries that failed. An
-    /// `Ok` outcome can therefore still hold failures; check
+    /// Dapr publishes the entries independently and in no promised order: the outcome lists the
+    /// entries that failed. An `Ok` outcome can therefore still hold failures; check
     /// [`BulkPublishOutcome::is_success`]. An `Err` means the request as a whole was not
     /// accepted (no connection, timeout, 403, 404, …) and no entry can be assumed published.
-    /// `options` metadata applies to the whole request.
+    /// `options` metadata applies to the whole request; give each entry its own partition key
+    /// with [`BulkEntry::with_partition_key`].
     pub async fn bulk_publish(
         &self,
         pubsub: &str,
@@ -229,54 +246,64 @@ impl PubSubClient {
         entries: &[BulkEntry],
         options: &PublishOptions,
     ) -> Result<BulkPublishOutcome, PublishError> {
-        let body =
-            serde_json::to_vec(entries).map_err(|source| PublishError::Serialize { source })?;
-        let uri = self.publish_uri("/v1.0-alpha1/publish/bulk", pubsub, topic, options);
-        let timeout = options.timeout().unwrap_or(self.inner.request_timeout);
         let started = Instant::now();
-        let (status, answer) = self
-            .exchange(
-                Method::POST,
-                &uri,
-                Some(HeaderValue::from_static(JSON_CONTENT_TYPE)),
-                Bytes::from(body),
-                options,
-                timeout,
-            )
-            .await?;
-        let outcome = BulkPublishOutcome::from_answer(status, &answer, entries.len());
-        debug!(self.inner.log, "bulk publish to {} answered {}", topic, status;
-            "pubsub" => pubsub, "topic" => topic, "status" => status.as_u16(),
+        let outcome = self
+            .send_bulk_quietly(pubsub, topic, entries, options)
+            .await;
+        debug!(self.inner.log, "bulk publish to {} answered", topic;
+            "pubsub" => pubsub, "topic" => topic,
+            "status" => outcome.as_ref().map(|o| o.status().as_u16()).ok(),
             "entries" => entries.len(),
             "failed" => outcome.as_ref().map(|o| o.failed_entries().len()).unwrap_or(entries.len()),
             "duration_ms" => started.elapsed().as_millis() as u64);
         outcome
     }
 
-    /// Sends a bulk publish request whose JSON body (the array of entries) is already built.
-    /// Does not log (the dispatcher logs with its own context). `total` is the number of
-    /// entries in `body`.
+    /// Sends a bulk publish request (see [`bulk_publish`](Self::bulk_publish)) without logging
+    /// it (the dispatcher logs with its own context).
     pub(crate) async fn send_bulk_quietly(
         &self,
         pubsub: &str,
         topic: &str,
-        body: Bytes,
+        entries: &[BulkEntry],
         options: &PublishOptions,
-        total: usize,
     ) -> Result<BulkPublishOutcome, PublishError> {
-        let uri = self.publish_uri("/v1.0-alpha1/publish/bulk", pubsub, topic, options);
+        let body = Bytes::from(
+            serde_json::to_vec(entries).map_err(|source| PublishError::Serialize { source })?,
+        );
         let timeout = options.timeout().unwrap_or(self.inner.request_timeout);
-        let (status, answer) = self
-            .exchange(
-                Method::POST,
-                &uri,
-                Some(HeaderValue::from_static(JSON_CONTENT_TYPE)),
-                body,
-                options,
-                timeout,
-            )
-            .await?;
-        BulkPublishOutcome::from_answer(status, &answer, total)
+        let mut alpha = self.inner.bulk_alpha.load(Ordering::Relaxed);
+        loop {
+            let route = if alpha {
+                BULK_PUBLISH_ALPHA_PATH
+            } else {
+                BULK_PUBLISH_PATH
+            };
+            let uri = self.publish_uri(route, pubsub, topic, options);
+            let (status, answer) = self
+                .exchange(
+                    Method::POST,
+                    &uri,
+                    Some(HeaderValue::from_static(JSON_CONTENT_TYPE)),
+                    body.clone(),
+                    options,
+                    timeout,
+                )
+                .await?;
+            if !alpha && status == StatusCode::NOT_FOUND && !is_pubsub_error(&answer) {
+                // No such route (a sidecar older than 1.17), not an unknown pub/sub or topic.
+                alpha = true;
+                self.inner.bulk_alpha.store(true, Ordering::Relaxed);
+                continue;
+            }
+            if status != StatusCode::NOT_FOUND
+                && !self.inner.bulk_route_logged.swap(true, Ordering::Relaxed)
+            {
+                info!(self.inner.log, "bulk publishing through {}", route;
+                    "route" => route, "stable" => !alpha);
+            }
+            return BulkPublishOutcome::from_answer(status, &answer, entries.len());
+        }
     }
 
     /// Checks once that the sidecar is ready to publish (`GET /v1.0/healthz/outbound`).
@@ -487,6 +514,20 @@ impl PubSubClient {
             .body(Full::new(body))
             .map_err(|_| invalid("the pubsub name, topic or metadata do not form a valid url"))
     }
+}
+
+/// Whether a 404 answer is Dapr's about the pub/sub component or topic (its `errorCode` starts
+/// with `ERR_PUBSUB` or `ERR_TOPIC`), rather than about the route.
+fn is_pubsub_error(answer: &[u8]) -> bool {
+    #[derive(serde::Deserialize)]
+    struct DaprError {
+        #[serde(rename = "errorCode")]
+        error_code: Option<String>,
+    }
+    serde_json::from_slice::<DaprError>(answer)
+        .ok()
+        .and_then(|parsed| parsed.error_code)
+        .is_some_and(|code| code.starts_with("ERR_PUBSUB") || code.starts_with("ERR_TOPIC"))
 }
 
 /// The options to send with `event`: its `partitionkey` extension becomes the partition key

@@ -1,11 +1,13 @@
-//! Publish errors, classified so that a caller can react (retry, log level, alert), and a
-//! one-line error-chain formatter for logs.
+//! Publish errors, classified so that a caller can react (retry, move aside, alert; see
+//! [`FailureClass`]), and a one-line error-chain formatter for logs.
 
 use std::error::Error as StdError;
 use std::fmt;
 use std::time::Duration;
 
 use http::StatusCode;
+
+use crate::delivery::FailureClass;
 
 /// A boxed error from the HTTP stack.
 pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
@@ -108,30 +110,16 @@ impl PublishError {
         matches!(self, Self::Timeout { .. })
     }
 
-    /// Whether trying the same request again may succeed: connect failures, timeouts, broken
-    /// transports, 408, 429 and 5xx answers.
-    pub fn is_retryable(&self) -> bool {
-        match self {
-            Self::Connect { .. } | Self::Timeout { .. } | Self::Transport { .. } => true,
-            Self::Rejected { status, .. } => {
-                *status == StatusCode::TOO_MANY_REQUESTS
-                    || *status == StatusCode::REQUEST_TIMEOUT
-                    || status.is_server_error()
-            }
-            _ => false,
-        }
+    /// What the failure means for the event: see [`FailureClass`].
+    pub fn class(&self) -> FailureClass {
+        crate::delivery::classify(self)
     }
 
-    /// The log level this failure deserves under the usual policy: a sidecar that is absent or
-    /// slow is degraded but handled (`Warning`), a sidecar that answers with an error needs
-    /// someone to act (`Error`).
-    pub fn severity(&self) -> slog::Level {
-        match self {
-            Self::Connect { .. } | Self::Timeout { .. } | Self::Transport { .. } => {
-                slog::Level::Warning
-            }
-            _ => slog::Level::Error,
-        }
+    /// Whether trying the same request again soon may succeed: the sidecar or broker is
+    /// unavailable ([`FailureClass::Unavailable`]: connect failures, timeouts, broken
+    /// transports, 408, 429 and 5xx answers).
+    pub fn is_retryable(&self) -> bool {
+        self.class() == FailureClass::Unavailable
     }
 
     /// The body snippet of a rejected answer.
@@ -171,60 +159,7 @@ impl PublishError {
             body: snippet(reason.as_bytes()),
         }
     }
-
-    /// A copy for the other events of a batch that failed as a whole: same variant and fields;
-    /// an underlying error is kept as its one-line text (errors from the HTTP stack cannot be
-    /// cloned).
-    pub(crate) fn duplicate(&self) -> Self {
-        let copied = |source: &(dyn StdError + 'static)| -> BoxError {
-            Box::new(CopiedError(ErrorChain(source).to_string()))
-        };
-        let json = |source: &serde_json::Error| {
-            <serde_json::Error as serde::de::Error>::custom(source.to_string())
-        };
-        match self {
-            Self::Connect { endpoint, source } => Self::Connect {
-                endpoint: endpoint.clone(),
-                source: copied(source.as_ref()),
-            },
-            Self::Timeout { timeout } => Self::Timeout { timeout: *timeout },
-            Self::Rejected {
-                status,
-                error_code,
-                body,
-            } => Self::Rejected {
-                status: *status,
-                error_code: error_code.clone(),
-                body: body.clone(),
-            },
-            Self::Transport { source } => Self::Transport {
-                source: copied(source.as_ref()),
-            },
-            Self::Serialize { source } => Self::Serialize {
-                source: json(source),
-            },
-            Self::Decode { status, source } => Self::Decode {
-                status: *status,
-                source: json(source),
-            },
-            Self::InvalidRequest { reason } => Self::InvalidRequest {
-                reason: reason.clone(),
-            },
-        }
-    }
 }
-
-/// An error kept as its text (see [`PublishError::duplicate`]).
-#[derive(Debug)]
-struct CopiedError(String);
-
-impl fmt::Display for CopiedError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl StdError for CopiedError {}
 
 /// The JSON error body Dapr answers with.
 #[derive(serde::Deserialize)]

@@ -6,6 +6,7 @@ mod bulk;
 mod client;
 mod config;
 pub mod consumer;
+pub mod delivery;
 mod dispatcher;
 mod error;
 mod metrics;
@@ -14,7 +15,8 @@ mod subscribe;
 
 pub use crate::bulk::{BulkEntry, BulkPublishOutcome, BulkPublishResponse, FailedEntry};
 pub use crate::client::{
-    API_TOKEN_HEADER, JSON_CONTENT_TYPE, PARTITION_KEY_EXTENSION, PubSubClient,
+    API_TOKEN_HEADER, BULK_PUBLISH_ALPHA_PATH, BULK_PUBLISH_PATH, JSON_CONTENT_TYPE,
+    PARTITION_KEY_EXTENSION, PubSubClient,
 };
 pub use crate::config::{
     ClientConfig, ConfigError, DAPR_API_TOKEN, DAPR_HTTP_ENDPOINT, DAPR_HTTP_PORT,
@@ -22,8 +24,8 @@ pub use crate::config::{
 };
 pub use crate::consumer::{Admission, ConsumerGuard};
 pub use crate::dispatcher::{
-    Dispatcher, DispatcherConfig, MAX_BULK_BODY_BYTES, ShutdownReport, SubmitError,
-    UndeliveredEvent,
+    Dispatcher, DispatcherConfig, LogFields, MAX_BULK_BODY_BYTES, Reservation, ShutdownReport,
+    SubmitError, UndeliveredEvent,
 };
 pub use crate::error::{BoxError, ErrorChain, MAX_ERROR_BODY_BYTES, PublishError};
 pub use crate::metrics::{HistogramSnapshot, LATENCY_BUCKETS_SECONDS, MetricsSnapshot};

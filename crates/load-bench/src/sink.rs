@@ -28,19 +28,21 @@ pub(crate) struct SinkCounters {
 
 /// Path prefix of daprd's single publish API.
 const PUBLISH_PREFIX: &str = "/v1.0/publish/";
-/// Path prefix of daprd's bulk publish API.
-const BULK_PREFIX: &str = "/v1.0-alpha1/publish/bulk/";
+/// Path prefix of daprd's bulk publish API (stable since Dapr 1.17).
+const BULK_PREFIX: &str = "/v1.0/publish/bulk/";
+/// Path prefix of the bulk publish API of sidecars before 1.17 (daprd 1.18 still serves it).
+const ALPHA_BULK_PREFIX: &str = "/v1.0-alpha1/publish/bulk/";
 
 /// How the 204 sink answers one request, and how many events it carries: what daprd (1.18,
 /// `pkg/api/http` `onBulkPublish`) answers when the broker takes every event.
 ///
-/// - `/v1.0/publish/…`: 204, one event.
-/// - `/v1.0-alpha1/publish/bulk/…`: the body must be a JSON array of entries, each with a non-empty `entryId`
+/// - `/v1.0/publish/…` (not bulk): 204, one event.
+/// - `/v1.0/publish/bulk/…` or `/v1.0-alpha1/publish/bulk/…`: the body must be a JSON array of entries, each with a non-empty `entryId`
 ///   unique in the request; then 204 with an empty body and one event per entry. Otherwise daprd publishes nothing
 ///   and answers 400 with its `ERR_PUBSUB_EVENTS_SER` error: so does the sink, counting no event.
 /// - anything else (health checks, metadata): 204, no event.
 fn answer(path: &str, body: &[u8]) -> (StatusCode, u64, &'static str) {
-    if path.starts_with(BULK_PREFIX) {
+    if path.starts_with(BULK_PREFIX) || path.starts_with(ALPHA_BULK_PREFIX) {
         return match bulk_entries(body) {
             Some(entries) => (StatusCode::NO_CONTENT, entries, ""),
             None => (
@@ -199,6 +201,11 @@ mod tests {
         assert_eq!(
             answer("/v1.0-alpha1/publish/bulk/pubsub-kafka/task-events", body),
             (StatusCode::NO_CONTENT, 3, "")
+        );
+        assert_eq!(
+            answer("/v1.0/publish/bulk/pubsub-kafka/task-events", body),
+            (StatusCode::NO_CONTENT, 3, ""),
+            "the stable route is bulk too, not a single publish"
         );
         assert_eq!(
             answer(

@@ -200,7 +200,7 @@ pub struct EventsConfig {
     pub delivery: EventDelivery,
     /// The in-memory queue capacity (`EVENT_QUEUE_CAPACITY`).
     pub queue_capacity: usize,
-    /// Fire-and-forget: the most queued events of one topic, user and trace sent as one bulk publish request
+    /// Fire-and-forget: the most queued events of one topic and trace, one per user, sent as one bulk publish request
     /// (`EVENT_BATCH_MAX`; 1 sends every event on its own).
     pub batch_max: usize,
     /// Fire-and-forget: how long a publishing lane waits for a batch to fill (`EVENT_BATCH_LINGER_MS`).

@@ -19,11 +19,13 @@
 //! than 100 ms and no later than the key frees up or `poll_interval` passes, so a long outage
 //! costs a few cheap claims per second instead of one per commit.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use dapr_pubsub_client::delivery::{
+    self, BatchLimits, Destination, FailureClass, PlanEntry, RetryMode, RetryPolicy,
+};
 use dapr_pubsub_client::{BulkEntry, PubSubClient, PublishError, PublishOptions};
 use futures_util::future::join_all;
 use slog::{Logger, debug, error, info, o, warn};
@@ -161,35 +163,6 @@ impl LeasePlan {
     pub fn may_publish(&self, remaining: Duration) -> bool {
         remaining >= self.margin()
     }
-}
-
-/// Whether a failed publish says something about the event itself, so that it counts towards moving the row
-/// aside after `max_attempts`. Everything else is an outage, retried for as long as it lasts:
-/// - no answer (no connection, timeout, broken transport), 5xx (Dapr answers 500 when the broker is down),
-///   408 and 429;
-/// - a 4xx that describes the deployment, the same for every event: 401 (bad `DAPR_API_TOKEN`), 403 (topic not
-///   allowed for this app), 404 (unknown pub/sub component), and Dapr's deployment error codes
-///   (`ERR_PUBSUB_NOT_CONFIGURED` answered with 400, `ERR_PUBSUB_NOT_FOUND`, `ERR_PUBSUB_FORBIDDEN`, …).
-///
-/// What is left (400 about the payload, 413, 415, …) is a rejection of the event.
-pub fn counts_as_rejection(err: &PublishError) -> bool {
-    const DEPLOYMENT_CODES: [&str; 5] = [
-        "ERR_PUBSUB_NOT_CONFIGURED",
-        "ERR_PUBSUB_NOT_FOUND",
-        "ERR_PUBSUB_FORBIDDEN",
-        "ERR_PUBSUB_EMPTY",
-        "ERR_TOPIC_NAME_EMPTY",
-    ];
-    let Some(status) = err.status() else {
-        return false;
-    };
-    if err
-        .error_code()
-        .is_some_and(|code| DEPLOYMENT_CODES.contains(&code))
-    {
-        return false;
-    }
-    matches!(status.as_u16(), 400..=499) && !matches!(status.as_u16(), 401 | 403 | 404 | 408 | 429)
 }
 
 /// The shortest pause between claims while a key is blocked: bounds the claims a hanging sidecar causes (each
@@ -366,21 +339,10 @@ impl OutboxRelay {
         if claim.messages.is_empty() {
             return round;
         }
-        let mut by_key: BTreeMap<String, Vec<OutboxMessage>> = BTreeMap::new();
-        for row in claim.messages {
-            by_key
-                .entry(row.partition_key.clone())
-                .or_default()
-                .push(row);
-        }
         let lease_id = claim.lease;
-        let results = join_all(
-            by_key
-                .into_values()
-                .map(|rows| self.publish_in_order(lease_id, rows, lease_end)),
-        )
-        .await;
-        let delivered: Vec<Uuid> = results.into_iter().flatten().collect();
+        let delivered = self
+            .publish_claimed(lease_id, claim.messages, lease_end)
+            .await;
         if !delivered.is_empty() {
             match self.store.mark_outbox_delivered(lease_id, &delivered).await {
                 Ok(settled) if settled.fenced > 0 => self.fenced_off(settled.fenced, "delete"),
@@ -395,40 +357,62 @@ impl OutboxRelay {
         round
     }
 
-    /// Publishes the rows of one partition key in order, a [`bulk_groups`] group at a time (one bulk request
-    /// per group of two or more, a single publish otherwise); stops at the first failure (recording it: the
-    /// failed row's retry time then holds the key, so the rows after it wait untouched), after the claim's
-    /// planned publishes, or once less than the lease margin is left before `lease_end`. Returns the ids
-    /// delivered.
-    async fn publish_in_order(
+    /// Publishes the claimed rows (in `seq` order) in waves planned by [`delivery::plan`]: each wave sends, at
+    /// the same time, the oldest row of every (topic, partition key) that is not held back, batched across keys
+    /// into bulk requests (one topic and `traceparent` each: a request carries one, and the SPEC wants each event
+    /// sent with its request's), so a request never carries two rows of one key and a failed row is never
+    /// overtaken by a later row of its key. A failed row is recorded (its retry time then holds the key in the
+    /// store) and holds back the rest of its partition key for this round; other keys go on. Each wave is one
+    /// publish per key, so the lease plans [`PUBLISHES_PER_KEY`] waves; it stops after them, or once less than the
+    /// lease margin is left before `lease_end` (only the key's first row is leased: the rest stay pending for the
+    /// next claim). Settles under `lease_id`. Returns the ids delivered.
+    async fn publish_claimed(
         &self,
         lease_id: Uuid,
         rows: Vec<OutboxMessage>,
         lease_end: Instant,
     ) -> Vec<Uuid> {
-        let mut delivered = Vec::with_capacity(rows.len());
         let plan = self.lease_plan();
-        // The lease covers this many publishes of the key: the rows after them wait for the next claim.
-        let planned = usize::try_from(plan.publishes_per_key).unwrap_or(usize::MAX);
-        for group in bulk_groups(rows).into_iter().take(planned) {
+        let mut delivered = Vec::with_capacity(rows.len());
+        // Rows not settled yet; a failed row stays as a placeholder that holds back its partition key.
+        let mut waiting: Vec<(OutboxMessage, bool)> =
+            rows.into_iter().map(|row| (row, false)).collect();
+        for _ in 0..plan.publishes_per_key {
             if !plan.may_publish(lease_end.saturating_duration_since(Instant::now())) {
-                // Only the key's first row is leased: the rest simply stay pending for the next claim.
                 break;
             }
-            let (accepted, failure) = match group.as_slice() {
-                [row] => self.publish_one(row).await,
-                _ => self.publish_bulk(&group).await,
-            };
-            self.counters
-                .published
-                .fetch_add(accepted.len() as u64, Ordering::Relaxed);
-            delivered.extend(accepted);
-            if let Some((row, failure)) = failure {
-                self.counters
-                    .failed_attempts
-                    .fetch_add(1, Ordering::Relaxed);
-                self.record_failure(lease_id, row, failure).await;
+            let requests = plan_wave(&self.pubsub, &waiting);
+            if requests.is_empty() {
                 break;
+            }
+            let results =
+                join_all(requests.iter().map(|request| self.send(&waiting, request))).await;
+            let mut settled = Vec::new();
+            for (request, results) in requests.iter().zip(results) {
+                for (&index, result) in request.iter().zip(results) {
+                    let row = &waiting[index].0;
+                    match result {
+                        Ok(()) => {
+                            self.counters.published.fetch_add(1, Ordering::Relaxed);
+                            debug!(self.log, "published outbox event {}", row.id; "event_id" => %row.id,
+                                "topic" => &row.topic, "attempts" => row.attempts, "bulk_entries" => request.len(),
+                                EventFields::of(row));
+                            delivered.push(row.id);
+                            settled.push(index);
+                        }
+                        Err(failure) => {
+                            self.counters
+                                .failed_attempts
+                                .fetch_add(1, Ordering::Relaxed);
+                            self.record_failure(lease_id, row, failure).await;
+                            waiting[index].1 = true;
+                        }
+                    }
+                }
+            }
+            settled.sort_unstable();
+            for index in settled.into_iter().rev() {
+                waiting.remove(index);
             }
         }
         delivered
@@ -444,87 +428,85 @@ impl OutboxRelay {
         options
     }
 
-    async fn publish_one<'r>(
+    /// Sends one planned request (a single publish, or a bulk request with one row per key and each row's
+    /// partition key as entry metadata); one result per row.
+    async fn send(
         &self,
-        row: &'r OutboxMessage,
-    ) -> (Vec<Uuid>, Option<(&'r OutboxMessage, Failure)>) {
-        let res = self
-            .client
-            .publish_bytes(
-                &self.pubsub,
-                &row.topic,
-                cloudevents_model::CONTENT_TYPE,
-                row.payload.clone(),
-                &self.publish_options(row),
-            )
-            .await;
-        match res {
-            Ok(()) => {
-                debug!(self.log, "published outbox event {}", row.id; "event_id" => %row.id,
-                    "topic" => &row.topic, "attempts" => row.attempts);
-                (vec![row.id], None)
-            }
-            Err(err) => (Vec::new(), Some((row, Failure::from_error(&err)))),
+        waiting: &[(OutboxMessage, bool)],
+        request: &[usize],
+    ) -> Vec<Result<(), Failure>> {
+        let first = &waiting[request[0]].0;
+        if let [_] = request {
+            let res = self
+                .client
+                .publish_bytes(
+                    &self.pubsub,
+                    &first.topic,
+                    cloudevents_model::CONTENT_TYPE,
+                    first.payload.clone(),
+                    &self.publish_options(first),
+                )
+                .await;
+            return vec![res.map_err(|err| Failure::from_error(&err, None))];
         }
-    }
-
-    /// One bulk request for `group` (one topic, one partition key, one traceparent). Delivered are the rows
-    /// before the first entry the sidecar reports as failed: the rows after it are sent again later, even if
-    /// they were published, so that a retried event never lands behind its successors for good.
-    async fn publish_bulk<'r>(
-        &self,
-        group: &'r [OutboxMessage],
-    ) -> (Vec<Uuid>, Option<(&'r OutboxMessage, Failure)>) {
-        let first = &group[0];
-        let entries: Result<Vec<BulkEntry>, PublishError> = group
+        let rows: Vec<&OutboxMessage> = request.iter().map(|&index| &waiting[index].0).collect();
+        let entries: Result<Vec<BulkEntry>, PublishError> = rows
             .iter()
             .map(|row| {
                 BulkEntry::cloud_event_json(row.id.to_string(), row.payload.clone())
                     .map(|entry| entry.with_partition_key(row.partition_key.clone()))
             })
             .collect();
+        // The request options: the shared deadline and trace context; each entry carries its own key.
+        let mut options = PublishOptions::new().with_timeout(self.publish_timeout);
+        if let Some(traceparent) = &first.traceparent {
+            options = options.with_traceparent(traceparent.clone());
+        }
         let outcome = match entries {
             Ok(entries) => {
                 self.client
-                    .bulk_publish(
-                        &self.pubsub,
-                        &first.topic,
-                        &entries,
-                        &self.publish_options(first),
-                    )
+                    .bulk_publish(&self.pubsub, &first.topic, &entries, &options)
                     .await
             }
             Err(err) => Err(err),
         };
         let outcome = match outcome {
             Ok(outcome) => outcome,
-            Err(err) => return (Vec::new(), Some((first, Failure::from_error(&err)))),
-        };
-        let all_failed = outcome.failed_entries().len() >= group.len();
-        let mut delivered = Vec::with_capacity(group.len());
-        for row in group {
-            if let Some(error) = outcome.error_for(&row.id.to_string()) {
-                // Every entry failing is the broker failing (an outage); only some failing is about them.
-                let failure = Failure {
-                    message: format!("bulk publish entry failed ({}): {error}", outcome.status()),
-                    rejection: !all_failed,
-                    outage_io: false,
-                };
-                return (delivered, Some((row, failure)));
+            Err(err) => {
+                let err = Arc::new(err);
+                return rows
+                    .iter()
+                    .map(|_| Err(Failure::from_error(&err, None)))
+                    .collect();
             }
-            delivered.push(row.id);
-        }
-        debug!(self.log, "published {} outbox events in one bulk request", group.len();
-            "topic" => &first.topic, "first_event_id" => %first.id);
-        (delivered, None)
+        };
+        // Every entry failing is the broker failing (an outage); only some failing is about them.
+        let all_failed = outcome.failed_entries().len() >= rows.len();
+        rows.iter()
+            .map(|row| match outcome.error_for(&row.id.to_string()) {
+                None => Ok(()),
+                Some(error) => {
+                    let err = PublishError::Rejected {
+                        status: outcome.status(),
+                        error_code: outcome.error_code().map(str::to_owned),
+                        body: error.to_owned(),
+                    };
+                    let class = (!all_failed).then_some(FailureClass::EventRejected);
+                    Err(Failure::from_error(&err, class))
+                }
+            })
+            .collect()
     }
 
-    fn backoff(&self, attempts: u32) -> Duration {
-        let factor = 2u32.saturating_pow(attempts.min(16));
-        self.config
-            .base_backoff
-            .saturating_mul(factor)
-            .min(self.config.max_backoff)
+    /// The retry policy of outbox rows: outages are retried for as long as they last, rejections of the event up
+    /// to `max_attempts`, with exponential backoff and jitter up to `max_backoff`.
+    fn policy(&self) -> RetryPolicy {
+        RetryPolicy::new(
+            self.config.base_backoff,
+            self.config.max_backoff,
+            self.config.max_attempts,
+        )
+        .with_mode(RetryMode::Durable)
     }
 
     /// Counts and logs rows this relay could not settle because another relay claimed them after its lease
@@ -539,9 +521,9 @@ impl OutboxRelay {
 
     async fn record_failure(&self, lease_id: Uuid, row: &OutboxMessage, failure: Failure) {
         let now = OffsetDateTime::now_utc();
-        let retry_at = now + self.backoff(row.attempts);
+        let retry_at = now + self.policy().delay(row.attempts + 1);
         let message = failure.message;
-        // Only an answer about the event itself counts towards moving it aside (see `counts_as_rejection`): a
+        // Only an answer about the event itself counts towards moving it aside ([`FailureClass`]): a
         // sidecar, broker or deployment that is broken is retried for as long as the outage lasts, so an outage
         // of any length loses nothing.
         let max_attempts = if failure.rejection {
@@ -554,19 +536,25 @@ impl OutboxRelay {
             .record_outbox_failure(lease_id, row.id, &message, retry_at, max_attempts, now)
             .await;
         let attempts = row.attempts + 1;
+        // Level by outcome: an answer with an error status needs someone to act (ERROR, with the status and the
+        // start of the body); no answer (refused, timed out) is an outage being waited out (WARN).
+        let log = self.log.new(
+            o!("status" => failure.status, "body" => failure.body.clone(),
+            EventFields::of(row)),
+        );
         match outcome {
             Ok(FailureOutcome::Fenced) => self.fenced_off(1, "record failure"),
             Ok(FailureOutcome::MovedAside { attempts }) => {
                 self.counters.moved_aside.fetch_add(1, Ordering::Relaxed);
-                error!(self.log, "outbox event {} moved aside after {} attempts", row.id, attempts;
+                error!(log, "outbox event {} moved aside after {} attempts", row.id, attempts;
                     "event_id" => %row.id, "topic" => &row.topic, "attempts" => attempts, "error" => &message);
             }
             Ok(_) if failure.outage_io => {
-                warn!(self.log, "outbox publish of {} failed, will retry", row.id; "event_id" => %row.id,
+                warn!(log, "outbox publish of {} failed, will retry", row.id; "event_id" => %row.id,
                     "topic" => &row.topic, "attempts" => attempts, "error" => &message);
             }
             Ok(_) => {
-                error!(self.log, "outbox publish of {} rejected, will retry", row.id; "event_id" => %row.id,
+                error!(log, "outbox publish of {} rejected, will retry", row.id; "event_id" => %row.id,
                     "topic" => &row.topic, "attempts" => attempts, "error" => &message);
             }
             Err(store_err) => {
@@ -582,58 +570,99 @@ impl OutboxRelay {
 struct Failure {
     /// The error chain, stored as the row's `last_error`.
     message: String,
-    /// The sidecar refused the event itself ([`counts_as_rejection`]): counts towards moving it aside.
+    /// The sidecar refused the event itself ([`FailureClass::EventRejected`]): counts towards moving it aside.
+    /// An outage (unreachable, slow, failing, or refusing because of its deployment: 401, 403, 404,
+    /// `ERR_PUBSUB_NOT_CONFIGURED`) never does.
     rejection: bool,
     /// No connection or no answer in time: logged as a warning, not an error.
     outage_io: bool,
+    /// The sidecar's status, when it answered.
+    status: Option<u16>,
+    /// The start of its answer (capped by the client).
+    body: String,
 }
 
 impl Failure {
-    fn from_error(err: &PublishError) -> Self {
+    /// Settles `err` by its [`FailureClass`], or by `class` when the caller knows better (the entries of a bulk
+    /// request that failed while others were taken are about those events).
+    fn from_error(err: &PublishError, class: Option<FailureClass>) -> Self {
+        let class = class.unwrap_or_else(|| err.class());
         Self {
             message: ErrorChain(err).to_string(),
-            rejection: counts_as_rejection(err),
-            outage_io: err.is_connect() || err.is_timeout(),
+            rejection: class == FailureClass::EventRejected,
+            outage_io: err.status().is_none() && err.is_retryable(),
+            status: err.status().map(|status| status.as_u16()),
+            body: err.body().unwrap_or_default().to_owned(),
         }
     }
 }
 
-/// Splits one partition key's rows (in `seq` order) into the groups the relay publishes, in the order of
-/// their first row: rows of the same topic and `traceparent` (a bulk request carries one, and the SPEC wants
-/// each event sent with its request's), at most [`MAX_BULK_ENTRIES`] rows and about [`MAX_BULK_BYTES`] of
-/// payload each. Kafka keeps order per topic and partition, and each group keeps its rows' order.
-fn bulk_groups(rows: Vec<OutboxMessage>) -> Vec<Vec<OutboxMessage>> {
-    let mut groups: Vec<Vec<OutboxMessage>> = Vec::new();
-    // For each open group: its topic, traceparent and payload bytes so far.
-    let mut open: Vec<(String, Option<String>, usize)> = Vec::new();
-    for row in rows {
-        let fits = |(topic, traceparent, bytes): &(String, Option<String>, usize), len: usize| {
-            *topic == row.topic
-                && *traceparent == row.traceparent
-                && bytes + row.payload.len() <= MAX_BULK_BYTES
-                && len < MAX_BULK_ENTRIES
-        };
-        // Only the newest group of a topic may grow: an older one is full, and joining it would overtake.
-        let index = open
-            .iter()
-            .rposition(|(topic, _, _)| *topic == row.topic)
-            .filter(|&index| fits(&open[index], groups[index].len()));
-        match index {
-            Some(index) => {
-                open[index].2 += row.payload.len();
-                groups[index].push(row);
-            }
-            None => {
-                open.push((
-                    row.topic.clone(),
-                    row.traceparent.clone(),
-                    row.payload.len(),
-                ));
-                groups.push(vec![row]);
-            }
+/// The event attributes logged with an outbox row's delivery: type, task id (`subject`) and correlation id, read
+/// from the stored payload.
+struct EventFields {
+    ty: String,
+    task_id: String,
+    correlation_id: String,
+}
+
+impl EventFields {
+    fn of(row: &OutboxMessage) -> Self {
+        #[derive(serde::Deserialize)]
+        struct Attributes {
+            #[serde(rename = "type", default)]
+            ty: String,
+            #[serde(default)]
+            subject: String,
+            #[serde(default)]
+            correlationid: String,
+        }
+        let attributes = serde_json::from_str::<Attributes>(&row.payload).unwrap_or(Attributes {
+            ty: String::new(),
+            subject: String::new(),
+            correlationid: String::new(),
+        });
+        Self {
+            ty: attributes.ty,
+            task_id: attributes.subject,
+            correlation_id: attributes.correlationid,
         }
     }
-    groups
+}
+
+impl slog::KV for EventFields {
+    fn serialize(
+        &self,
+        _record: &slog::Record<'_>,
+        serializer: &mut dyn slog::Serializer,
+    ) -> slog::Result {
+        serializer.emit_str("event_type", &self.ty)?;
+        serializer.emit_str("task_id", &self.task_id)?;
+        serializer.emit_str("correlation_id", &self.correlation_id)
+    }
+}
+
+/// The requests of the next wave (see [`OutboxRelay::publish_claimed`]): indices into `waiting` (rows in `seq`
+/// order, each with whether it failed this round) as planned by [`delivery::plan`].
+fn plan_wave(pubsub: &str, waiting: &[(OutboxMessage, bool)]) -> Vec<Vec<usize>> {
+    let entries: Vec<PlanEntry<'_, Option<&str>>> = waiting
+        .iter()
+        .map(|(row, failed)| PlanEntry {
+            // A failed row holds back every later row of its partition key, as the store does.
+            destination: (!failed).then_some(Destination {
+                pubsub,
+                topic: &row.topic,
+            }),
+            partition_key: Some(&row.partition_key),
+            size: row.payload.len(),
+            ready: !failed,
+            bulk: true,
+            group: row.traceparent.as_deref(),
+        })
+        .collect();
+    delivery::plan(
+        entries,
+        BatchLimits::new(MAX_BULK_ENTRIES).with_max_bytes(MAX_BULK_BYTES),
+    )
 }
 
 /// The most rows in one bulk request.
@@ -646,13 +675,19 @@ const MAX_BULK_BYTES: usize = 1024 * 1024;
 mod tests {
     use super::*;
 
-    fn row(seq: i64, topic: &str, traceparent: Option<&str>, payload_len: usize) -> OutboxMessage {
+    fn row(
+        seq: i64,
+        key: &str,
+        topic: &str,
+        traceparent: Option<&str>,
+        payload_len: usize,
+    ) -> (OutboxMessage, bool) {
         let now = OffsetDateTime::now_utc();
-        OutboxMessage {
+        let row = OutboxMessage {
             id: Uuid::new_v4(),
             seq,
             topic: topic.to_owned(),
-            partition_key: "user".to_owned(),
+            partition_key: key.to_owned(),
             payload: "x".repeat(payload_len),
             attempts: 0,
             next_attempt_at: now,
@@ -662,59 +697,19 @@ mod tests {
             created_at: now,
             traceparent: traceparent.map(str::to_owned),
             lease_id: None,
-        }
+        };
+        (row, false)
     }
 
-    fn seqs(groups: &[Vec<OutboxMessage>]) -> Vec<Vec<i64>> {
-        groups
+    fn failed((row, _): (OutboxMessage, bool)) -> (OutboxMessage, bool) {
+        (row, true)
+    }
+
+    fn wave(rows: &[(OutboxMessage, bool)]) -> Vec<Vec<i64>> {
+        plan_wave("pubsub", rows)
             .iter()
-            .map(|group| group.iter().map(|row| row.seq).collect())
+            .map(|request| request.iter().map(|&index| rows[index].0.seq).collect())
             .collect()
-    }
-
-    fn rejected(status: u16, error_code: Option<&str>) -> PublishError {
-        PublishError::Rejected {
-            status: status.try_into().expect("a valid status"),
-            error_code: error_code.map(str::to_owned),
-            body: String::new(),
-        }
-    }
-
-    #[test]
-    fn deployment_errors_and_outages_never_count_as_rejections() {
-        for status in [401, 403, 404, 408, 429, 500, 502, 503] {
-            assert!(
-                !counts_as_rejection(&rejected(status, None)),
-                "{status} is about the deployment or an outage"
-            );
-        }
-        for code in [
-            "ERR_PUBSUB_NOT_CONFIGURED",
-            "ERR_PUBSUB_NOT_FOUND",
-            "ERR_PUBSUB_FORBIDDEN",
-        ] {
-            assert!(
-                !counts_as_rejection(&rejected(400, Some(code))),
-                "400 {code} describes the deployment"
-            );
-        }
-        assert!(!counts_as_rejection(&PublishError::Timeout {
-            timeout: Duration::from_secs(1)
-        }));
-        assert!(!counts_as_rejection(&PublishError::InvalidRequest {
-            reason: "x".to_owned()
-        }));
-    }
-
-    #[test]
-    fn an_answer_about_the_event_counts_as_a_rejection() {
-        assert!(counts_as_rejection(&rejected(400, None)));
-        assert!(counts_as_rejection(&rejected(
-            400,
-            Some("ERR_PUBSUB_CLOUD_EVENTS_SER")
-        )));
-        assert!(counts_as_rejection(&rejected(413, None)));
-        assert!(counts_as_rejection(&rejected(415, None)));
     }
 
     #[test]
@@ -739,46 +734,57 @@ mod tests {
     }
 
     #[test]
-    fn rows_group_by_topic_in_order_of_their_first_row() {
-        let rows = vec![
-            row(1, "a", None, 10),
-            row(2, "b", None, 10),
-            row(3, "a", None, 10),
-            row(4, "c", None, 10),
-            row(5, "b", None, 10),
-        ];
-        assert_eq!(seqs(&bulk_groups(rows)), [vec![1, 3], vec![2, 5], vec![4]]);
-    }
-
-    #[test]
-    fn a_different_traceparent_starts_a_group_that_later_rows_cannot_skip() {
-        let rows = vec![
-            row(1, "a", Some("t1"), 10),
-            row(2, "a", Some("t2"), 10),
-            row(3, "a", Some("t1"), 10),
-            row(4, "a", Some("t1"), 10),
+    fn a_wave_carries_the_oldest_row_of_each_topic_and_key_batched_across_keys() {
+        let rows = [
+            row(1, "u", "a", None, 10),
+            row(2, "v", "a", None, 10),
+            row(3, "u", "a", None, 10),
+            row(4, "u", "b", None, 10),
+            row(5, "w", "a", None, 10),
         ];
         assert_eq!(
-            seqs(&bulk_groups(rows)),
-            [vec![1], vec![2], vec![3, 4]],
-            "3 may not join 1's group: it would overtake 2"
+            wave(&rows),
+            [vec![1, 2, 5], vec![4]],
+            "3 waits for 1, its key's older row"
         );
     }
 
     #[test]
-    fn groups_are_capped_by_entries_and_bytes() {
-        let many: Vec<OutboxMessage> = (0..(MAX_BULK_ENTRIES as i64 + 5))
-            .map(|seq| row(seq, "a", None, 10))
+    fn a_different_traceparent_is_another_request_and_a_failed_row_holds_back_its_key() {
+        let rows = [
+            row(1, "u", "a", Some("t1"), 10),
+            row(2, "v", "a", Some("t2"), 10),
+            row(3, "w", "a", Some("t1"), 10),
+        ];
+        assert_eq!(wave(&rows), [vec![1, 3], vec![2]]);
+
+        let rows = [
+            failed(row(1, "u", "a", None, 10)),
+            row(2, "u", "b", None, 10),
+            row(3, "v", "a", None, 10),
+            row(4, "u", "a", None, 10),
+        ];
+        assert_eq!(
+            wave(&rows),
+            [vec![3]],
+            "u waits for its failed row on every topic"
+        );
+    }
+
+    #[test]
+    fn requests_are_capped_by_entries_and_bytes() {
+        let many: Vec<_> = (0..(MAX_BULK_ENTRIES as i64 + 5))
+            .map(|seq| row(seq, &format!("user-{seq}"), "a", None, 10))
             .collect();
-        let sizes: Vec<usize> = bulk_groups(many).iter().map(Vec::len).collect();
+        let sizes: Vec<usize> = wave(&many).iter().map(Vec::len).collect();
         assert_eq!(sizes, [MAX_BULK_ENTRIES, 5]);
 
         let big = MAX_BULK_BYTES / 2 + 1;
-        let large = vec![
-            row(1, "a", None, big),
-            row(2, "a", None, big),
-            row(3, "a", None, 10),
+        let large = [
+            row(1, "u", "a", None, big),
+            row(2, "v", "a", None, big),
+            row(3, "w", "a", None, 10),
         ];
-        assert_eq!(seqs(&bulk_groups(large)), [vec![1], vec![2, 3]]);
+        assert_eq!(wave(&large), [vec![1, 3], vec![2]]);
     }
 }

@@ -7,11 +7,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use dapr_pubsub_client::{Dispatcher, PublishOptions, ShutdownReport};
+use dapr_pubsub_client::{Dispatcher, LogFields, PublishOptions, Reservation, ShutdownReport};
 use slog::{Logger, debug, o, warn};
 
 use crate::error::ErrorChain;
-use crate::events::OutgoingEvent;
+use crate::events::{EXT_CORRELATIONID, OutgoingEvent};
 use crate::metrics::ExtraMetric;
 
 /// A boxed future returned by [`EventPublisher::shutdown`].
@@ -23,6 +23,13 @@ pub trait EventPublisher: Send + Sync + std::fmt::Debug + 'static {
     /// Hands over the events of one change, in order.
     fn publish(&self, events: Vec<OutgoingEvent>, log: &Logger);
 
+    /// Takes the next place in line of `partition_key` (the user id) for events that do not exist yet. Call it
+    /// inside the change's transaction, under the row lock that orders the changes, and fill the slot after the
+    /// commit with [`PublishSlot::fill`]: the key's events then reach the transport in the order the places were
+    /// taken (the commit order), whatever order the slots are filled in. Dropping the slot unfilled (the
+    /// transaction rolled back) gives the place up. Never blocks on the network; cheap.
+    fn reserve(&self, partition_key: &str, log: &Logger) -> Box<dyn PublishSlot>;
+
     /// Counters for `/metrics`.
     fn metrics(&self) -> Vec<ExtraMetric> {
         Vec::new()
@@ -32,6 +39,38 @@ pub trait EventPublisher: Send + Sync + std::fmt::Debug + 'static {
     fn shutdown(&self, _deadline: Duration) -> ShutdownFuture<'_> {
         Box::pin(async {})
     }
+}
+
+/// A place in a publisher's line for one partition key, from [`EventPublisher::reserve`].
+pub trait PublishSlot: Send + std::fmt::Debug {
+    /// Hands over the events of the change this place was taken for, in order. Never blocks on the network and
+    /// never fails the caller.
+    fn fill(self: Box<Self>, events: Vec<OutgoingEvent>, log: &Logger);
+}
+
+/// The key-values the dispatcher logs with every line about an event's delivery: the task id (the event's
+/// `subject`) and the correlation id (its `correlationid` extension).
+fn log_fields(outgoing: &OutgoingEvent) -> LogFields {
+    let mut fields = LogFields::new();
+    if let Some(subject) = outgoing.event.subject() {
+        fields.push(("task_id", subject.to_owned()));
+    }
+    if let Some(correlation) = outgoing
+        .event
+        .extension(EXT_CORRELATIONID)
+        .and_then(|value| value.as_str())
+    {
+        fields.push(("correlation_id", correlation.to_owned()));
+    }
+    fields
+}
+
+fn options_of(outgoing: &OutgoingEvent) -> PublishOptions {
+    let mut options = PublishOptions::new().with_partition_key(outgoing.partition_key.clone());
+    if let Some(traceparent) = &outgoing.traceparent {
+        options = options.with_traceparent(traceparent.clone());
+    }
+    options
 }
 
 /// Publishes through the `dapr-pubsub-client` dispatcher: a bounded queue, ordered lanes by partition key
@@ -79,24 +118,80 @@ impl DaprPublisher {
     }
 }
 
-impl EventPublisher for DaprPublisher {
-    fn publish(&self, events: Vec<OutgoingEvent>, log: &Logger) {
-        for outgoing in events {
-            let mut options =
-                PublishOptions::new().with_partition_key(outgoing.partition_key.clone());
-            if let Some(traceparent) = &outgoing.traceparent {
-                options = options.with_traceparent(traceparent.clone());
+impl DaprPublisher {
+    fn submit(&self, outgoing: &OutgoingEvent, log: &Logger) {
+        // A refused submit (queue full, shut down) is already counted and logged by the dispatcher.
+        if let Err(err) = self.dispatcher.submit_with_log_fields(
+            &self.pubsub,
+            &outgoing.topic,
+            &outgoing.event,
+            options_of(outgoing),
+            log_fields(outgoing),
+        ) {
+            warn!(log, "event {} not queued for publishing", outgoing.event_type();
+                "event_type" => outgoing.event_type(), "event_id" => outgoing.id(), "topic" => &outgoing.topic,
+                "task_id" => outgoing.event.subject().unwrap_or_default(), "error" => %ErrorChain(&err));
+        }
+    }
+}
+
+/// A place in the dispatcher's line; `None` when the dispatcher could not reserve one (queue full or shut down):
+/// the events are then submitted as they come (and counted as dropped if they still do not fit).
+#[derive(Debug)]
+struct DaprSlot {
+    publisher: DaprPublisher,
+    reservation: Option<Reservation>,
+}
+
+impl PublishSlot for DaprSlot {
+    fn fill(self: Box<Self>, events: Vec<OutgoingEvent>, log: &Logger) {
+        let DaprSlot {
+            publisher,
+            reservation,
+        } = *self;
+        let Some(mut reservation) = reservation else {
+            for outgoing in &events {
+                publisher.submit(outgoing, log);
             }
-            // A refused submit (queue full, shut down) is already counted and logged by the dispatcher.
-            if let Err(err) =
-                self.dispatcher
-                    .submit(&self.pubsub, &outgoing.topic, &outgoing.event, options)
-            {
+            return;
+        };
+        for outgoing in &events {
+            if let Err(err) = reservation.add(
+                &publisher.pubsub,
+                &outgoing.topic,
+                &outgoing.event,
+                options_of(outgoing),
+                log_fields(outgoing),
+            ) {
                 warn!(log, "event {} not queued for publishing", outgoing.event_type();
                     "event_type" => outgoing.event_type(), "event_id" => outgoing.id(), "topic" => &outgoing.topic,
                     "task_id" => outgoing.event.subject().unwrap_or_default(), "error" => %ErrorChain(&err));
             }
         }
+        reservation.submit();
+    }
+}
+
+impl EventPublisher for DaprPublisher {
+    fn publish(&self, events: Vec<OutgoingEvent>, log: &Logger) {
+        for outgoing in &events {
+            self.submit(outgoing, log);
+        }
+    }
+
+    fn reserve(&self, partition_key: &str, log: &Logger) -> Box<dyn PublishSlot> {
+        let reservation = match self.dispatcher.reserve(partition_key) {
+            Ok(reservation) => Some(reservation),
+            Err(err) => {
+                warn!(log, "no place in the publish queue reserved; events will be queued as they come";
+                    "partition_key" => partition_key, "error" => %ErrorChain(&err));
+                None
+            }
+        };
+        Box::new(DaprSlot {
+            publisher: self.clone(),
+            reservation,
+        })
     }
 
     fn metrics(&self) -> Vec<ExtraMetric> {
@@ -197,6 +292,10 @@ fn gauge(name: &'static str, help: &'static str, value: f64) -> ExtraMetric {
 pub struct LogPublisher;
 
 impl EventPublisher for LogPublisher {
+    fn reserve(&self, _partition_key: &str, _log: &Logger) -> Box<dyn PublishSlot> {
+        Box::new(LogSlot)
+    }
+
     fn publish(&self, events: Vec<OutgoingEvent>, log: &Logger) {
         for outgoing in events {
             let json = outgoing.to_json().unwrap_or_default();
@@ -205,6 +304,16 @@ impl EventPublisher for LogPublisher {
                 "task_id" => outgoing.event.subject().unwrap_or_default(),
                 "partition_key" => &outgoing.partition_key, "event" => json);
         }
+    }
+}
+
+/// The [`LogPublisher`]'s slot: nothing is sent, so there is no order to keep; the events are logged when filled.
+#[derive(Debug)]
+struct LogSlot;
+
+impl PublishSlot for LogSlot {
+    fn fill(self: Box<Self>, events: Vec<OutgoingEvent>, log: &Logger) {
+        LogPublisher.publish(events, log);
     }
 }
 
@@ -217,13 +326,27 @@ mod fake {
 
     use slog::Logger;
 
-    use super::EventPublisher;
+    use super::{EventPublisher, PublishSlot};
     use crate::events::OutgoingEvent;
 
-    /// An in-memory publisher that records every event handed to it; clones share the record.
+    /// A place in the record: its events, once filled.
+    #[derive(Debug)]
+    enum Place {
+        Reserved(u64),
+        Events(Vec<OutgoingEvent>),
+    }
+
+    #[derive(Debug, Default)]
+    struct Record {
+        places: Vec<Place>,
+        next_id: u64,
+    }
+
+    /// An in-memory publisher that records every event handed to it; clones share the record. A reserved slot
+    /// keeps its place: its events are recorded where it was reserved, as the dispatcher would send them.
     #[derive(Debug, Clone, Default)]
     pub struct MemoryPublisher {
-        events: Arc<Mutex<Vec<OutgoingEvent>>>,
+        record: Arc<Mutex<Record>>,
     }
 
     impl MemoryPublisher {
@@ -232,29 +355,125 @@ mod fake {
             Self::default()
         }
 
-        /// Everything published so far, in order.
+        fn lock(&self) -> std::sync::MutexGuard<'_, Record> {
+            self.record.lock().unwrap_or_else(|p| p.into_inner())
+        }
+
+        /// Everything published so far, in order (events of unfilled slots are not there yet).
         pub fn events(&self) -> Vec<OutgoingEvent> {
-            self.events
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .clone()
+            self.lock()
+                .places
+                .iter()
+                .flat_map(|place| match place {
+                    Place::Events(events) => events.clone(),
+                    Place::Reserved(_) => Vec::new(),
+                })
+                .collect()
         }
 
         /// Forgets what was recorded.
         pub fn clear(&self) {
-            self.events
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .clear();
+            self.lock().places.clear();
         }
     }
 
     impl EventPublisher for MemoryPublisher {
         fn publish(&self, events: Vec<OutgoingEvent>, _log: &Logger) {
-            self.events
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .extend(events);
+            self.lock().places.push(Place::Events(events));
         }
+
+        fn reserve(&self, _partition_key: &str, _log: &Logger) -> Box<dyn PublishSlot> {
+            let mut record = self.lock();
+            let id = record.next_id;
+            record.next_id += 1;
+            record.places.push(Place::Reserved(id));
+            Box::new(MemorySlot {
+                publisher: self.clone(),
+                id: Some(id),
+            })
+        }
+    }
+
+    /// A [`MemoryPublisher`] place.
+    #[derive(Debug)]
+    struct MemorySlot {
+        publisher: MemoryPublisher,
+        /// `None` once filled.
+        id: Option<u64>,
+    }
+
+    impl MemorySlot {
+        fn settle(&mut self, events: Option<Vec<OutgoingEvent>>) {
+            let Some(id) = self.id.take() else { return };
+            let mut record = self.publisher.lock();
+            let at = record
+                .places
+                .iter()
+                .position(|place| matches!(place, Place::Reserved(slot) if *slot == id));
+            match (at, events) {
+                (Some(at), Some(events)) => record.places[at] = Place::Events(events),
+                (Some(at), None) => {
+                    record.places.remove(at);
+                }
+                // Cleared meanwhile.
+                (None, Some(events)) => record.places.push(Place::Events(events)),
+                (None, None) => {}
+            }
+        }
+    }
+
+    impl PublishSlot for MemorySlot {
+        fn fill(mut self: Box<Self>, events: Vec<OutgoingEvent>, _log: &Logger) {
+            self.settle(Some(events));
+        }
+    }
+
+    impl Drop for MemorySlot {
+        fn drop(&mut self) {
+            self.settle(None);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use cloudevents_model::CloudEvent;
+    use serde_json::Value;
+
+    use super::*;
+
+    fn outgoing(id: &str) -> OutgoingEvent {
+        OutgoingEvent {
+            topic: "task-events".into(),
+            partition_key: "user-1".into(),
+            traceparent: None,
+            event: CloudEvent::builder(id, "pakaura/api", "task.updated")
+                .data(Value::Null)
+                .build()
+                .unwrap(),
+        }
+    }
+
+    #[test]
+    fn memory_slots_keep_their_place_and_a_dropped_one_leaves_none() {
+        let log = Logger::root(slog::Discard, slog::o!());
+        let publisher = MemoryPublisher::new();
+        let first = publisher.reserve("user-1", &log);
+        let second = publisher.reserve("user-1", &log);
+        let dropped = publisher.reserve("user-1", &log);
+        second.fill(vec![outgoing("b")], &log);
+        assert!(
+            publisher.events().iter().map(OutgoingEvent::id).eq(["b"]),
+            "b is recorded"
+        );
+        first.fill(vec![outgoing("a")], &log);
+        drop(dropped);
+        publisher.publish(vec![outgoing("c")], &log);
+        let ids: Vec<String> = publisher
+            .events()
+            .iter()
+            .map(|e| e.id().to_owned())
+            .collect();
+        assert_eq!(ids, ["a", "b", "c"]);
     }
 }

@@ -15,7 +15,7 @@ use crate::events::{EventContext, EventFactory, Numbering, OutgoingEvent};
 use crate::metrics::ExtraMetric;
 use crate::middleware::RequestContext;
 use crate::outbox::RelayCounters;
-use crate::publisher::EventPublisher;
+use crate::publisher::{EventPublisher, PublishSlot};
 
 /// Where the events of a committed change go.
 #[derive(Debug, Clone)]
@@ -48,6 +48,14 @@ impl From<StoreError> for ApiError {
             other => ApiError::Internal(Box::new(other)),
         }
     }
+}
+
+/// A committed change's events on their way to the publisher: the place it took in the publisher's line under
+/// the row lock (fire-and-forget), filled after the commit.
+#[derive(Debug)]
+struct Handoff {
+    events: Vec<OutgoingEvent>,
+    slot: Option<Box<dyn PublishSlot>>,
 }
 
 /// The task operations of one service instance. Cheap to clone.
@@ -115,14 +123,40 @@ impl TaskService {
         Ok(Staged::new(outgoing).with_outbox(rows))
     }
 
-    /// Called after the commit: publish, or wake the relay.
-    fn deliver(&self, events: Vec<OutgoingEvent>, ctx: &RequestContext) {
+    /// Called inside the change's transaction, under its row lock, once its events are staged: in
+    /// fire-and-forget mode, takes the change's place in the publisher's line for `user` (the partition key), so
+    /// that its events reach the sidecar in commit order whatever order the requests finish in. Nothing to take
+    /// for no events, or in outbox mode (the outbox's insertion order is the commit order).
+    fn reserve(
+        &self,
+        staged: Staged<Vec<OutgoingEvent>>,
+        user: UserId,
+        ctx: &RequestContext,
+    ) -> Staged<Handoff> {
+        let slot = match &self.delivery {
+            Delivery::Publish(publisher) if !staged.value.is_empty() => {
+                Some(publisher.reserve(&user.to_string(), &ctx.log))
+            }
+            _ => None,
+        };
+        Staged::new(Handoff {
+            events: staged.value,
+            slot,
+        })
+        .with_outbox(staged.outbox)
+    }
+
+    /// Called after the commit: fill the reserved place (or publish), or wake the relay. A rolled-back change
+    /// never gets here: its `Handoff` is dropped, which gives the place up.
+    fn deliver(&self, handoff: Handoff, ctx: &RequestContext) {
+        let Handoff { events, slot } = handoff;
         if events.is_empty() {
             return;
         }
-        match &self.delivery {
-            Delivery::Publish(publisher) => publisher.publish(events, &ctx.log),
-            Delivery::Outbox { wake, .. } => wake.notify_one(),
+        match (&self.delivery, slot) {
+            (Delivery::Publish(_), Some(slot)) => slot.fill(events, &ctx.log),
+            (Delivery::Publish(publisher), None) => publisher.publish(events, &ctx.log),
+            (Delivery::Outbox { wake, .. }, _) => wake.notify_one(),
         }
     }
 
@@ -141,13 +175,14 @@ impl TaskService {
             .insert_task(&task, |locked: Locked| {
                 // The task's own `now`, not the lock's: its `created_at` is already set, and no change of this
                 // task can commit before this one.
-                self.stage(
+                let staged = self.stage(
                     &task,
                     &events,
                     &ectx,
                     now,
                     &mut Numbering::new(locked.sequence),
-                )
+                )?;
+                Ok::<_, ApiError>(self.reserve(staged, user, ctx))
             })
             .await?;
         self.deliver(outgoing, ctx);
@@ -181,7 +216,8 @@ impl TaskService {
                 owned_by(task, user)?;
                 let events = task.update(patch, locked.now);
                 let mut numbering = Numbering::new(locked.sequence);
-                self.stage(task, &events, &ectx, locked.now, &mut numbering)
+                let staged = self.stage(task, &events, &ectx, locked.now, &mut numbering)?;
+                Ok::<_, ApiError>(self.reserve(staged, user, ctx))
             })
             .await?;
         self.deliver(events, ctx);
@@ -222,7 +258,8 @@ impl TaskService {
             .delete_task(id, |task: &Task, locked: Locked| {
                 owned_by(task, user)?;
                 let mut numbering = Numbering::new(locked.sequence);
-                self.stage(task, &task.delete(), &ectx, locked.now, &mut numbering)
+                let staged = self.stage(task, &task.delete(), &ectx, locked.now, &mut numbering)?;
+                Ok::<_, ApiError>(self.reserve(staged, user, ctx))
             })
             .await?;
         self.deliver(events, ctx);
@@ -249,7 +286,7 @@ impl TaskService {
                     all.value.extend(staged.value);
                     all.outbox.extend(staged.outbox);
                 }
-                Ok::<_, ApiError>(all)
+                Ok::<_, ApiError>(self.reserve(all, user, ctx))
             })
             .await?;
         self.deliver(events, ctx);

@@ -1,6 +1,7 @@
-//! Dispatcher batching against a mockito sidecar: events that queue up on a lane go out as one
-//! bulk request per (topic, partition key), in order; failed entries (or whole requests) are
-//! retried; a batch of one stays a single publish; metrics count events.
+//! Dispatcher batching against a mockito sidecar: events that queue up on a lane go out as bulk
+//! requests carrying at most one event per (topic, partition key), in order per key; failed
+//! entries (or whole requests) are retried; a batch of one stays a single publish; metrics count
+//! events.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -14,7 +15,7 @@ use serde_json::{Value, json};
 use crate::support::{CapturedLogs, client, event, sidecar, silent_sidecar};
 
 const SINGLE: &str = "/v1.0/publish/pubsub-kafka/task-events";
-const BULK: &str = "/v1.0-alpha1/publish/bulk/pubsub-kafka/task-events";
+const BULK: &str = "/v1.0/publish/bulk/pubsub-kafka/task-events";
 const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 
 /// One lane, batches of up to 10, fast retries.
@@ -24,6 +25,14 @@ fn batching(max_batch: usize) -> DispatcherConfig {
         .with_max_batch(max_batch)
         .with_max_attempts(3)
         .with_backoff(Duration::from_millis(1), Duration::from_millis(5))
+}
+
+/// Submits plain events (no extra options) to `task-events`, each keyed `user-{id}` (so they
+/// may share a bulk request), in the order of `ids`.
+fn submit_spread(dispatcher: &Dispatcher, ids: &[&str]) {
+    for id in ids {
+        submit_all(dispatcher, &format!("user-{id}"), &[id]);
+    }
 }
 
 /// Submits plain events (no extra options) to `task-events`, keyed `key`, in the order of `ids`.
@@ -65,16 +74,13 @@ fn ids(body: &Value) -> Vec<String> {
 }
 
 #[tokio::test]
-async fn queued_events_of_one_key_go_out_as_one_bulk_request_and_a_lone_event_as_a_single_publish()
+async fn queued_events_of_several_keys_go_out_as_one_bulk_request_and_a_key_s_next_event_after_it()
 {
     let mut server = sidecar().await;
     let bodies = Bodies::default();
     let bulk = server
         .mock("POST", BULK)
-        .match_query(Matcher::UrlEncoded(
-            "metadata.partitionKey".into(),
-            "user-1".into(),
-        ))
+        .match_query(Matcher::Missing)
         .match_header("content-type", "application/json")
         .match_header("dapr-api-token", "secret-token")
         .match_header("traceparent", TRACEPARENT)
@@ -87,12 +93,12 @@ async fn queued_events_of_one_key_go_out_as_one_bulk_request_and_a_lone_event_as
         .mock("POST", SINGLE)
         .match_query(Matcher::UrlEncoded(
             "metadata.partitionKey".into(),
-            "user-2".into(),
+            "user-1".into(),
         ))
         .match_header("content-type", "application/cloudevents+json")
         .match_header("dapr-api-token", "secret-token")
         .match_header("traceparent", TRACEPARENT)
-        .match_body(Matcher::PartialJson(json!({"id": "u2-a"})))
+        .match_body(Matcher::PartialJson(json!({"id": "u1-b"})))
         .with_status(204)
         .expect(1)
         .create_async()
@@ -102,11 +108,11 @@ async fn queued_events_of_one_key_go_out_as_one_bulk_request_and_a_lone_event_as
         .with_api_token("secret-token");
     let dispatcher = Dispatcher::spawn(PubSubClient::new(config, None), batching(10), None);
 
-    // Submitted before the lane runs (current-thread runtime): they queue up.
+    // Submitted before the lane runs (current-thread runtime): they queue up. user-1's second
+    // event must wait for the outcome of its first.
     let traced = || PublishOptions::new().with_traceparent(TRACEPARENT);
-    let sent: Vec<_> = ["u1-a", "u1-b", "u1-c", "u1-d", "u1-e"]
-        .iter()
-        .map(|id| event(id, "user-1"))
+    let sent: Vec<_> = (1..=5)
+        .map(|n| event(&format!("u{n}-a"), &format!("user-{n}")))
         .collect();
     dispatcher
         .submit("pubsub-kafka", "task-events", &sent[0], traced())
@@ -115,7 +121,7 @@ async fn queued_events_of_one_key_go_out_as_one_bulk_request_and_a_lone_event_as
         .submit(
             "pubsub-kafka",
             "task-events",
-            &event("u2-a", "user-2"),
+            &event("u1-b", "user-1"),
             traced(),
         )
         .unwrap();
@@ -131,8 +137,12 @@ async fn queued_events_of_one_key_go_out_as_one_bulk_request_and_a_lone_event_as
     assert!(report.is_complete(), "{report:?}");
     let bodies = bodies.lock().unwrap();
     let entries = bodies[0].as_array().unwrap();
-    assert_eq!(entries.len(), 5, "the events of user-1 in one request");
-    for (entry, event) in entries.iter().zip(&sent) {
+    assert_eq!(
+        entries.len(),
+        5,
+        "the first event of each key in one request"
+    );
+    for (n, (entry, event)) in entries.iter().zip(&sent).enumerate() {
         assert_eq!(
             entry["entryId"],
             event.id(),
@@ -140,9 +150,10 @@ async fn queued_events_of_one_key_go_out_as_one_bulk_request_and_a_lone_event_as
         );
         assert_eq!(entry["contentType"], "application/cloudevents+json");
         assert_eq!(entry["event"], serde_json::to_value(event).unwrap());
-        assert!(
-            entry.get("metadata").is_none(),
-            "the key is request metadata"
+        assert_eq!(
+            entry["metadata"]["partitionKey"],
+            format!("user-{}", n + 1),
+            "each entry carries its own key"
         );
     }
     let metrics = report.metrics;
@@ -161,7 +172,7 @@ async fn queued_events_of_one_key_go_out_as_one_bulk_request_and_a_lone_event_as
 }
 
 #[tokio::test]
-async fn batches_keep_the_order_per_key_and_stop_at_an_event_that_cannot_join() {
+async fn batches_carry_one_event_per_key_in_order_and_an_event_that_cannot_join_goes_alone() {
     let mut server = sidecar().await;
     let bodies = Bodies::default();
     let order = Arc::new(Mutex::new(Vec::<String>::new()));
@@ -197,7 +208,7 @@ async fn batches_keep_the_order_per_key_and_stop_at_an_event_that_cannot_join() 
                 Vec::new()
             }
         })
-        .expect(3)
+        .expect(4)
         .create_async()
         .await;
     let dispatcher = Dispatcher::spawn(client(&server.url(), slog_discard()), batching(10), None);
@@ -236,12 +247,14 @@ async fn batches_keep_the_order_per_key_and_stop_at_an_event_that_cannot_join() 
     single.assert_async().await;
     assert!(report.is_complete(), "{report:?}");
     let batches: Vec<Vec<String>> = bodies.lock().unwrap().iter().map(ids).collect();
+    // One event per key and request; a3-ttl (other metadata) and the raw bytes go alone, and
+    // the events of their key wait for them.
     assert_eq!(
         batches,
         vec![
-            vec!["a1".to_owned(), "a2".to_owned()],
-            vec!["b1".to_owned(), "b2".to_owned(), "b3".to_owned()],
-            vec!["a4".to_owned(), "a5".to_owned()],
+            vec!["a1".to_owned(), "b1".to_owned()],
+            vec!["a2".to_owned(), "b2".to_owned()],
+            vec!["b3".to_owned(), "a4".to_owned()],
         ]
     );
     let order = order.lock().unwrap().clone();
@@ -256,7 +269,7 @@ async fn batches_keep_the_order_per_key_and_stop_at_an_event_that_cannot_join() 
     assert_eq!(order.len(), 10, "{order:?}");
     let metrics = report.metrics;
     assert_eq!((metrics.published, metrics.failed), (10, 0));
-    assert_eq!((metrics.bulk_requests, metrics.bulk_entries), (3, 7));
+    assert_eq!((metrics.bulk_requests, metrics.bulk_entries), (3, 6));
 }
 
 fn slog_discard() -> slog::Logger {
@@ -281,13 +294,16 @@ async fn failed_entries_alone_are_retried_with_the_same_ids_and_bytes() {
         .expect(1)
         .create_async()
         .await;
-    // The retry carries p2 only.
+    // The retry carries p2 only: a single publish.
     let retry = server
-        .mock("POST", BULK)
+        .mock("POST", SINGLE)
         .match_query(Matcher::Any)
-        .match_body(Matcher::Regex(r#"^\[\{"entryId":"p2""#.into()))
+        .match_body(Matcher::PartialJson(json!({"id": "p2"})))
         .with_status(500)
-        .with_body(r#"{"failedEntries":[{"entryId":"p2","error":"still failing"}],"errorCode":"ERR_PUBSUB_PUBLISH_MESSAGE"}"#)
+        .with_body_from_request(record(
+            &bodies,
+            r#"{"errorCode":"ERR_PUBSUB_PUBLISH_MESSAGE"}"#,
+        ))
         .expect(1)
         .create_async()
         .await;
@@ -297,15 +313,15 @@ async fn failed_entries_alone_are_retried_with_the_same_ids_and_bytes() {
         batching(10),
         logs.logger(),
     );
-    submit_all(&dispatcher, "user-p", &["p1", "p2", "p3"]);
+    submit_spread(&dispatcher, &["p1", "p2", "p3"]);
     // The second retry of p2 succeeds: a mock registered after the first two are used up.
     let last = server
-        .mock("POST", BULK)
+        .mock("POST", SINGLE)
         .match_query(Matcher::UrlEncoded(
             "metadata.partitionKey".into(),
-            "user-p".into(),
+            "user-p2".into(),
         ))
-        .match_body(Matcher::Regex(r#"^\[\{"entryId":"p2""#.into()))
+        .match_body(Matcher::PartialJson(json!({"id": "p2"})))
         .with_status(204)
         .with_body_from_request(record(&bodies, ""))
         .expect(1)
@@ -319,10 +335,9 @@ async fn failed_entries_alone_are_retried_with_the_same_ids_and_bytes() {
     assert!(report.is_complete(), "{report:?}");
     let bodies = bodies.lock().unwrap();
     assert_eq!(ids(&bodies[0]), ["p1", "p2", "p3"]);
-    assert_eq!(ids(&bodies[1]), ["p2"]);
     assert_eq!(
-        bodies[1][0], bodies[0][1],
-        "the retried entry is the very same entry (id, event bytes, content type)"
+        bodies[1], bodies[0][1]["event"],
+        "the retried event is the very same event (id, bytes)"
     );
     let metrics = report.metrics;
     assert_eq!(
@@ -330,17 +345,18 @@ async fn failed_entries_alone_are_retried_with_the_same_ids_and_bytes() {
         (3, 2, 0),
         "events are counted, not requests"
     );
-    assert_eq!((metrics.bulk_requests, metrics.bulk_entries), (3, 5));
+    assert_eq!((metrics.bulk_requests, metrics.bulk_entries), (1, 3));
     let retries: Vec<_> = logs
         .records()
         .into_iter()
         .filter(|r| r.message.contains("retrying"))
         .collect();
     assert_eq!(retries.len(), 2);
-    assert!(retries.iter().all(|r| r.level == slog::Level::Warning
+    // The sidecar answered with an error: ERROR.
+    assert!(retries.iter().all(|r| r.level == slog::Level::Error
         && r.kv["event_id"] == "p2"
-        && r.kv["status"] == "500"
-        && r.kv["bulk_entries"] == "3"));
+        && r.kv["status"] == "500"));
+    assert_eq!(retries[0].kv["bulk_entries"], "3");
 }
 
 #[tokio::test]
@@ -362,7 +378,7 @@ async fn a_whole_request_failure_retries_the_whole_batch_and_gives_up_at_the_lim
         batching(10),
         logs.logger(),
     );
-    submit_all(&dispatcher, "user-w", &["w1", "w2", "w3"]);
+    submit_spread(&dispatcher, &["w1", "w2", "w3"]);
     let report = dispatcher.shutdown(Duration::from_secs(10)).await;
 
     failing.assert_async().await;
@@ -415,7 +431,7 @@ async fn a_whole_request_failure_then_success_publishes_every_event_once() {
         .create_async()
         .await;
     let dispatcher = Dispatcher::spawn(client(&server.url(), slog_discard()), batching(4), None);
-    submit_all(&dispatcher, "user-c", &["c1", "c2"]);
+    submit_spread(&dispatcher, &["c1", "c2"]);
     let report = dispatcher.shutdown(Duration::from_secs(10)).await;
     failing.assert_async().await;
     succeeding.assert_async().await;
@@ -446,11 +462,11 @@ async fn linger_lets_a_batch_wait_for_events_submitted_shortly_after() {
         batching(10).with_linger(Duration::from_millis(300)),
         None,
     );
-    submit_all(&dispatcher, "user-l", &["l1"]);
+    submit_spread(&dispatcher, &["l1"]);
     // Let the lane take l1 and start lingering, then add l2.
     tokio::time::sleep(Duration::from_millis(30)).await;
     assert_eq!(dispatcher.metrics().published, 0, "still lingering");
-    submit_all(&dispatcher, "user-l", &["l2"]);
+    submit_spread(&dispatcher, &["l2"]);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let report = dispatcher.shutdown(Duration::from_secs(10)).await;
     bulk.assert_async().await;
@@ -474,7 +490,7 @@ async fn a_timed_out_shutdown_hands_back_the_batch_in_flight_and_the_queue() {
         batching(3),
         None,
     );
-    submit_all(&dispatcher, "user-s", &["s1", "s2", "s3", "s4", "s5"]);
+    submit_spread(&dispatcher, &["s1", "s2", "s3", "s4", "s5"]);
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!(
         dispatcher.metrics().in_flight,
@@ -500,7 +516,7 @@ async fn a_timed_out_shutdown_hands_back_the_batch_in_flight_and_the_queue() {
             .undelivered
             .iter()
             .all(|event| event.content_type == "application/cloudevents+json"
-                && event.options.partition_key() == Some("user-s"))
+                && event.options.partition_key() == Some(&*format!("user-{}", event.event_id)))
     );
     let metrics = report.metrics;
     assert_eq!((metrics.queue_depth, metrics.in_flight), (0, 0));
@@ -540,7 +556,7 @@ async fn events_of_different_traces_are_not_batched_and_keep_their_traceparent()
             .submit(
                 "pubsub-kafka",
                 "task-events",
-                &event(id, "user-t"),
+                &event(id, &format!("user-{id}")),
                 PublishOptions::new().with_traceparent(trace),
             )
             .unwrap();
@@ -570,13 +586,24 @@ async fn a_lane_with_other_events_waiting_does_not_linger() {
         batching(10).with_linger(linger),
         None,
     );
-    // x is alone on the lane: it waits the linger. y and w (other keys, so no batch mates)
+    // x is alone on the lane: it waits the linger. y and w (other traces, so no batch mates)
     // queue up meanwhile: y must go at once after x, since w is waiting behind it; w, alone
     // again, waits its linger.
-    submit_all(&dispatcher, "user-x", &["x"]);
+    let traced = |id: &str, trace: &str| {
+        dispatcher
+            .submit(
+                "pubsub-kafka",
+                "task-events",
+                &event(id, &format!("user-{id}")),
+                PublishOptions::new()
+                    .with_traceparent(format!("00-{trace:0>32}-00f067aa0ba902b7-01")),
+            )
+            .unwrap();
+    };
+    traced("x", "1");
     tokio::time::sleep(linger / 4).await;
-    submit_all(&dispatcher, "user-y", &["y"]);
-    submit_all(&dispatcher, "user-w", &["w"]);
+    traced("y", "2");
+    traced("w", "3");
     tokio::time::sleep(linger + linger / 2 - linger / 4).await;
     assert_eq!(
         dispatcher.metrics().published,

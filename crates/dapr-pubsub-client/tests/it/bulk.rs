@@ -6,7 +6,7 @@ use serde_json::json;
 
 use crate::support::{CapturedLogs, client, event, sidecar};
 
-const BULK_PATH: &str = "/v1.0-alpha1/publish/bulk/pubsub-kafka/task-events";
+const BULK_PATH: &str = "/v1.0/publish/bulk/pubsub-kafka/task-events";
 
 fn entries() -> Vec<BulkEntry> {
     vec![

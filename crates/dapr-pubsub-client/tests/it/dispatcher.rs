@@ -92,7 +92,8 @@ async fn retries_a_server_error_with_the_same_event_bytes_then_succeeds() {
         .filter(|r| r.message.contains("retrying"))
         .collect();
     assert_eq!(retry_lines.len(), 2);
-    assert!(retry_lines.iter().all(|r| r.level == slog::Level::Warning
+    // The sidecar answered with an error: ERROR (no answer at all would be a WARN).
+    assert!(retry_lines.iter().all(|r| r.level == slog::Level::Error
         && r.kv["event_id"] == "evt-retry"
         && r.kv["status"] == "500"
         && r.kv["partition_key"] == "user-9"));
@@ -434,4 +435,70 @@ async fn a_timed_out_shutdown_with_idle_lanes_hands_back_the_stuck_events() {
         .collect();
     ids.sort();
     assert_eq!(ids, ["stuck-a", "stuck-b", "stuck-c"]);
+}
+
+#[tokio::test]
+async fn delivery_log_lines_carry_the_submitter_s_fields_at_the_level_of_the_outcome() {
+    let mut server = sidecar().await;
+    let _rejected = server
+        .mock("POST", PATH)
+        .match_query(Matcher::Any)
+        .match_body(Matcher::PartialJson(json!({"id": "evt-bad"})))
+        .with_status(400)
+        .with_body(r#"{"errorCode":"ERR_PUBSUB_CLOUD_EVENTS_SER","message":"bad event"}"#)
+        .expect(1)
+        .create_async()
+        .await;
+    let _accepted = server
+        .mock("POST", PATH)
+        .match_query(Matcher::Any)
+        .match_body(Matcher::PartialJson(json!({"id": "evt-good"})))
+        .with_status(204)
+        .expect(1)
+        .create_async()
+        .await;
+    let logs = CapturedLogs::default();
+    let dispatcher = Dispatcher::spawn(
+        client(&server.url(), slog_discard()),
+        fast_retries(1),
+        logs.logger(),
+    );
+    for id in ["evt-bad", "evt-good"] {
+        dispatcher
+            .submit_with_log_fields(
+                "pubsub-kafka",
+                "task-events",
+                &event(id, "user-1"),
+                PublishOptions::new(),
+                vec![
+                    ("task_id", format!("task-of-{id}")),
+                    ("correlation_id", "c-1".to_owned()),
+                ],
+            )
+            .unwrap();
+    }
+    let report = dispatcher.shutdown(Duration::from_secs(5)).await;
+    assert_eq!((report.metrics.published, report.metrics.failed), (1, 1));
+
+    let records = logs.records();
+    let about = |id: &str| -> Vec<_> {
+        records
+            .iter()
+            .filter(|r| r.kv.get("event_id").map(String::as_str) == Some(id))
+            .collect()
+    };
+    let bad = about("evt-bad");
+    assert_eq!(bad.len(), 1, "{bad:?}");
+    assert!(bad[0].message.starts_with("gave up"), "{bad:?}");
+    assert_eq!(bad[0].level, slog::Level::Error, "a non-2xx answer");
+    assert_eq!(bad[0].kv["status"], "400");
+    assert!(bad[0].kv["body"].contains("bad event"));
+    assert_eq!(bad[0].kv["task_id"], "task-of-evt-bad");
+    assert_eq!(bad[0].kv["correlation_id"], "c-1");
+    assert_eq!(bad[0].kv["event_type"], "task.created");
+    assert_eq!(bad[0].kv["topic"], "task-events");
+    let good = about("evt-good");
+    assert_eq!(good.len(), 1, "{good:?}");
+    assert_eq!(good[0].level, slog::Level::Debug, "a 2xx answer");
+    assert_eq!(good[0].kv["task_id"], "task-of-evt-good");
 }

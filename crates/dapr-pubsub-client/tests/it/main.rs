@@ -6,5 +6,6 @@ mod bulk;
 mod daprd;
 mod dispatcher;
 mod health;
+mod ordering;
 mod publish;
 mod support;

@@ -2,6 +2,7 @@
 
 use std::time::{Duration, Instant};
 
+use dapr_pubsub_client::delivery::FailureClass;
 use dapr_pubsub_client::{ClientConfig, ErrorChain, PubSubClient, PublishError, PublishOptions};
 use mockito::Matcher;
 use serde_json::json;
@@ -183,7 +184,7 @@ async fn forbidden_not_found_and_server_errors_are_told_apart() {
     assert!(!forbidden.is_retryable());
     assert_eq!(forbidden.error_code(), Some("ERR_PUBSUB_FORBIDDEN"));
     assert!(forbidden.body().unwrap().contains("not allowed"));
-    assert_eq!(forbidden.severity(), slog::Level::Error);
+    assert_eq!(forbidden.class(), FailureClass::Deployment);
 
     let not_found = rejected_with(
         404,
@@ -192,10 +193,12 @@ async fn forbidden_not_found_and_server_errors_are_told_apart() {
     .await;
     assert!(not_found.is_not_found() && !not_found.is_forbidden());
     assert!(!not_found.is_retryable());
+    assert_eq!(not_found.class(), FailureClass::Deployment);
 
     let server_error = rejected_with(500, &"x".repeat(20_000)).await;
     assert_eq!(server_error.status().map(|s| s.as_u16()), Some(500));
     assert!(server_error.is_retryable());
+    assert_eq!(server_error.class(), FailureClass::Unavailable);
     assert!(server_error.body().unwrap().len() <= 1024 + 3);
 
     let throttled = rejected_with(429, "slow down").await;
@@ -232,7 +235,7 @@ async fn a_refused_connection_is_a_retryable_connect_error() {
         .unwrap_err();
     assert!(err.is_connect(), "{err:?}");
     assert!(err.is_retryable());
-    assert_eq!(err.severity(), slog::Level::Warning);
+    assert_eq!(err.class(), FailureClass::Unavailable);
     let chain = ErrorChain(&err).to_string();
     assert!(
         chain.starts_with(&format!("could not connect to the dapr sidecar at {url}")),

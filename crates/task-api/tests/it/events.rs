@@ -614,36 +614,46 @@ async fn events_of_one_user_arrive_in_order() {
 }
 
 #[actix_web::test]
-async fn queued_events_of_one_user_go_out_in_bulk_requests_in_order() {
+async fn queued_events_of_several_users_share_bulk_requests_and_keep_each_user_s_order() {
     let sidecar = Sidecar::start(Mode::Accept);
     let mut options = Options::new(Backend::Sqlite).dapr(&sidecar.url());
-    // The lane waits for the following requests' events, so that they queue up behind the first.
+    // A lane waits for the following requests' events, so that they queue up behind the first.
     options.batch_linger = Duration::from_millis(300);
     let app = TestApp::with(options).await;
-    let user = app.register().await;
-    let task = app.create_task(&user, json!({"title": "batched"})).await;
-    let id = task["id"].as_str().unwrap();
+    // More users than lanes (8), so that some share a lane and can share its bulk requests (one event per user
+    // and topic in each).
+    let mut users = Vec::new();
+    for _ in 0..12 {
+        users.push(app.register().await);
+    }
+    let mut tasks = Vec::new();
+    for user in &users {
+        tasks.push(app.create_task(user, json!({"title": "batched"})).await);
+    }
+    let id = tasks[0]["id"].as_str().unwrap();
     for action in ["complete", "uncomplete", "complete"] {
         let answer = app
             .request(
                 "POST",
                 &format!("/api/v1/tasks/{id}/{action}"),
                 None,
-                Some(&user.token),
+                Some(&users[0].token),
             )
             .await;
         assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
     }
-    let got = sidecar.wait_for(8).await;
-    assert_eq!(got.len(), 8, "each event once");
-    let types = |topic: &str| -> Vec<String> {
+    let expected = users.len() * 2 + 6;
+    let got = sidecar.wait_for(expected).await;
+    assert_eq!(got.len(), expected, "each event once");
+    let types = |topic: &str, user: &str| -> Vec<String> {
         got.iter()
-            .filter(|r| r.topic == topic)
+            .filter(|r| r.topic == topic && r.partition_key.as_deref() == Some(user))
             .map(|r| r.body["type"].as_str().unwrap().to_owned())
             .collect()
     };
+    let first = users[0].id.to_string();
     assert_eq!(
-        types("task-events"),
+        types("task-events", &first),
         [
             "task.created",
             "task.completed",
@@ -651,17 +661,18 @@ async fn queued_events_of_one_user_go_out_in_bulk_requests_in_order() {
             "task.completed"
         ]
     );
-    assert_eq!(types("task-updates"), ["sync.task"; 4]);
+    assert_eq!(types("task-updates", &first), ["sync.task"; 4]);
+    for user in &users[1..] {
+        let key = user.id.to_string();
+        assert_eq!(types("task-events", &key), ["task.created"]);
+        assert_eq!(types("task-updates", &key), ["sync.task"]);
+    }
     assert!(
         got.iter().any(|r| r.bulk),
         "some events shared a bulk request: {:?}",
         got.iter().map(|r| r.bulk).collect::<Vec<_>>()
     );
     for r in &got {
-        assert_eq!(
-            r.partition_key.as_deref(),
-            Some(user.id.to_string().as_str())
-        );
         assert_eq!(
             r.content_type.as_deref(),
             Some("application/cloudevents+json")
