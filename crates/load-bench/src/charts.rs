@@ -129,6 +129,8 @@ pub(crate) fn write_bars(
     chart
         .configure_mesh()
         .disable_x_mesh()
+        .light_line_style(TRANSPARENT)
+        .y_label_formatter(&|v| format!("{v:.0}"))
         .x_labels(0)
         .x_label_formatter(&|_| String::new())
         .y_desc("requests/s")

@@ -334,10 +334,11 @@ async fn slice(
     shape: Shape,
     duration: Duration,
 ) -> Outcome {
-    entry.sinks.ok.observer.set_label(shape_index);
+    entry.sinks.ok.observer.set_label(Some(shape_index));
     let tokens = &entry.tokens[..shape.users.min(entry.tokens.len())];
     let before = entry.server.cpu_seconds();
     let outcome = load::run(entry.server.addr, tokens, shape, duration).await;
+    entry.sinks.ok.observer.set_label(None);
     if let (Some(before), Some(after)) = (before, entry.server.cpu_seconds()) {
         let tally = &mut entry.per_shape[shape_index];
         *tally.cpu_seconds.get_or_insert(0.0) += after - before;

@@ -10,7 +10,7 @@
 use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -111,8 +111,12 @@ impl OrderCheck {
 /// What the events reaching the 204 sink looked like.
 #[derive(Debug)]
 pub(crate) struct ObserverState {
-    /// Event `time` to arrival, in nanoseconds, one histogram per label (see [`Observer::set_label`]).
+    /// Event `time` to arrival, in nanoseconds, one histogram per label: the label that was set (see
+    /// [`Observer::set_label`]) when the event was made, so events of one slice that arrive during the next
+    /// still count for their own.
     pub(crate) latencies: Vec<Histogram<u64>>,
+    /// Events made while no label was set (warm-up), not in `latencies`.
+    pub(crate) unlabelled: u64,
     /// Arrival order per key.
     pub(crate) order: OrderCheck,
     /// Events whose id had arrived before (at-least-once redeliveries).
@@ -124,12 +128,24 @@ pub(crate) struct ObserverState {
     pub(crate) last: Option<Instant>,
     ids: HashSet<String>,
     order_by: OrderBy,
+    /// From when on which label holds, in time order.
+    labels: Vec<(OffsetDateTime, Option<usize>)>,
+}
+
+impl ObserverState {
+    /// The label that held at `time`.
+    fn label_at(&self, time: OffsetDateTime) -> Option<usize> {
+        self.labels
+            .iter()
+            .rev()
+            .find(|(from, _)| *from <= time)
+            .and_then(|(_, label)| *label)
+    }
 }
 
 /// The 204 sink's view of the events, shared with the benchmark.
 #[derive(Debug)]
 pub(crate) struct Observer {
-    label: AtomicUsize,
     state: Mutex<ObserverState>,
 }
 
@@ -146,9 +162,10 @@ impl Observer {
     /// An observer checking order per `order_by`.
     pub(crate) fn new(order_by: OrderBy) -> Self {
         Self {
-            label: AtomicUsize::new(0),
             state: Mutex::new(ObserverState {
                 latencies: (0..LABELS).map(|_| latency_histogram()).collect(),
+                unlabelled: 0,
+                labels: Vec::new(),
                 order: OrderCheck::default(),
                 duplicates: 0,
                 without_time: 0,
@@ -160,9 +177,17 @@ impl Observer {
         }
     }
 
-    /// Events arriving from now on count their latency under `label` (below [`LABELS`]).
-    pub(crate) fn set_label(&self, label: usize) {
-        self.label.store(label.min(LABELS - 1), Ordering::Relaxed);
+    /// Events made from now on (by their `time`) count their latency under `label` (below [`LABELS`]), or
+    /// nowhere with `None`.
+    pub(crate) fn set_label(&self, label: Option<usize>) {
+        self.mark(OffsetDateTime::now_utc(), label);
+    }
+
+    fn mark(&self, from: OffsetDateTime, label: Option<usize>) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state
+            .labels
+            .push((from, label.map(|label| label.min(LABELS - 1))));
     }
 
     /// Runs `read` on the state.
@@ -177,18 +202,21 @@ impl Observer {
             return;
         }
         let query_key = query_partition_key(path_and_query);
-        let label = self.label.load(Ordering::Relaxed);
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut guard = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let state = &mut *guard;
         state.first.get_or_insert(arrived);
         state.last = Some(arrived);
         for event in &events {
             let text = |name: &str| event.get(name).and_then(Value::as_str);
             match text("time").and_then(|t| OffsetDateTime::parse(t, &Rfc3339).ok()) {
-                Some(time) => {
-                    let nanos = (now - time).whole_nanoseconds().max(0);
-                    state.latencies[label]
-                        .saturating_record(u64::try_from(nanos).unwrap_or(u64::MAX));
-                }
+                Some(time) => match state.label_at(time) {
+                    Some(label) => {
+                        let nanos = (now - time).whole_nanoseconds().max(0);
+                        state.latencies[label]
+                            .saturating_record(u64::try_from(nanos).unwrap_or(u64::MAX));
+                    }
+                    None => state.unlabelled += 1,
+                },
                 None => state.without_time += 1,
             }
             if let Some(id) = text("id")
@@ -431,32 +459,35 @@ mod tests {
     }
 
     #[test]
-    fn the_observer_measures_time_to_arrival_and_checks_order_per_partition_key() {
+    fn the_observer_measures_time_to_arrival_by_the_label_of_when_the_event_was_made() {
         let observer = Observer::new(OrderBy::PartitionKey);
         let now = OffsetDateTime::now_utc();
-        let time = |ms: i64| {
-            (now - time::Duration::milliseconds(ms))
-                .format(&Rfc3339)
-                .unwrap()
-        };
+        let ago = |ms: i64| now - time::Duration::milliseconds(ms);
+        // Slice 0 from 1 s ago, a pause from 100 ms ago, slice 1 from 50 ms ago.
+        observer.mark(ago(1_000), Some(0));
+        observer.mark(ago(100), None);
+        observer.mark(ago(50), Some(1));
         let entry = |id: &str, key: &str, sequence: u64, ms: i64| {
             serde_json::json!({"entryId": id, "contentType": "application/cloudevents+json", "event": {
-                "id": id, "time": time(ms), "partitionkey": key, "subject": id,
+                "id": id, "time": ago(ms).format(&Rfc3339).unwrap(), "partitionkey": key, "subject": id,
                 "sequence": format!("{sequence:020}")}})
         };
+        // Made in slice 0 (arriving during slice 1), in the pause, and before any slice (warm-up).
         let body = serde_json::to_vec(&serde_json::json!([
-            entry("a", "u1", 1, 3),
-            entry("b", "u1", 2, 5),
-            entry("c", "u2", 1, 7)
+            entry("a", "u1", 1, 300),
+            entry("b", "u1", 2, 500),
+            entry("c", "u2", 1, 700),
+            entry("e", "u4", 1, 70),
+            entry("f", "u5", 1, 2_000)
         ]))
         .unwrap();
         let arrived = Instant::now();
         observer.observe("/v1.0-alpha1/publish/bulk/p/t", &body, arrived, now);
-        observer.set_label(1);
-        // A later publish of u1 with a smaller sequence, and a redelivery of `a`.
+        // Made in slice 1: a later publish of u1 with a smaller sequence (a redelivery of `a`), and a single
+        // publish whose key is only in the query.
         let late = serde_json::to_vec(&serde_json::json!([entry("a", "u1", 1, 1)])).unwrap();
         observer.observe("/v1.0-alpha1/publish/bulk/p/t", &late, arrived, now);
-        let single = serde_json::json!({"id": "d", "time": time(2), "sequence": "1"});
+        let single = serde_json::json!({"id": "d", "time": ago(2).format(&Rfc3339).unwrap(), "sequence": "1"});
         observer.observe(
             "/v1.0/publish/p/t?metadata.partitionKey=u3",
             &serde_json::to_vec(&single).unwrap(),
@@ -466,10 +497,12 @@ mod tests {
         observer.with(|state| {
             assert_eq!(state.latencies[0].len(), 3);
             assert_eq!(state.latencies[1].len(), 2);
+            assert_eq!(state.unlabelled, 2);
             let p50 = state.latencies[0].value_at_quantile(0.5);
-            assert!((4_990_000..=5_010_000).contains(&p50), "{p50}");
+            assert!((499_000_000..=501_000_000).contains(&p50), "{p50}");
+            assert!(state.latencies[1].max() <= 2_100_000);
             assert_eq!(state.duplicates, 1);
-            assert_eq!(state.order.checked, 5, "u3 comes from the query");
+            assert_eq!(state.order.checked, 7, "u3 comes from the query");
             assert_eq!(state.order.out_of_order, 1);
             assert_eq!(state.first, Some(arrived));
         });
