@@ -117,10 +117,17 @@ pub(crate) async fn run(cli: &Cli, log: &Logger, backend: &Backend) -> anyhow::R
         .await
         .context("opening the drain database")?;
     let now = OffsetDateTime::now_utc();
+    let mut expected = std::collections::HashMap::with_capacity(events);
     for start in (0..events).step_by(CHUNK) {
         let chunk: Vec<NewOutboxMessage> = (start..(start + CHUNK).min(events))
             .map(|index| backlog_message(index, &user_ids, now))
             .collect();
+        expected.extend(
+            chunk
+                .iter()
+                .enumerate()
+                .map(|(offset, row)| (row.id.to_string(), (start + offset) as u64)),
+        );
         store
             .enqueue_outbox(&chunk)
             .await
@@ -128,6 +135,8 @@ pub(crate) async fn run(cli: &Cli, log: &Logger, backend: &Backend) -> anyhow::R
     }
     store.close();
     drop(store);
+    // The events carry `sequence`; should a relay ever drop it, the sink falls back to the write order.
+    sinks.ok.observer.expect_order(expected);
     let insert_seconds = inserting.elapsed().as_secs_f64();
     info!(log, "drain backlog written"; "backend" => backend.name, "events" => events, "users" => users,
         "seconds" => insert_seconds);

@@ -5,7 +5,8 @@
 //! The 204 sink also looks into every event it accepts ([`Observer`]): the time from the event's `time` attribute
 //! (taken by task-api inside the transaction, just before the commit) to its arrival, the first and last arrival,
 //! duplicate ids, and whether the events of one key (partition key or subject) arrive in order of their
-//! CloudEvents `sequence` extension.
+//! CloudEvents `sequence` extension (or, for events without one, of the index the sender wrote them at, where the
+//! benchmark wrote them itself).
 
 use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
@@ -128,6 +129,9 @@ pub(crate) struct ObserverState {
     pub(crate) last: Option<Instant>,
     ids: HashSet<String>,
     order_by: OrderBy,
+    /// Where the sender knows the order it wrote the events in (the drain backlog): event id → index, the order
+    /// used for events without a `sequence`.
+    expected: HashMap<String, u64>,
     /// From when on which label holds, in time order.
     labels: Vec<(OffsetDateTime, Option<usize>)>,
 }
@@ -173,6 +177,7 @@ impl Observer {
                 last: None,
                 ids: HashSet::new(),
                 order_by,
+                expected: HashMap::new(),
             }),
         }
     }
@@ -188,6 +193,14 @@ impl Observer {
         state
             .labels
             .push((from, label.map(|label| label.min(LABELS - 1))));
+    }
+
+    /// The order the sender wrote the events in (event id → index), for events that carry no `sequence`.
+    pub(crate) fn expect_order(&self, expected: HashMap<String, u64>) {
+        self.state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .expected = expected;
     }
 
     /// Runs `read` on the state.
@@ -228,7 +241,18 @@ impl Observer {
                 OrderBy::PartitionKey => text("partitionkey").or(query_key.as_deref()),
                 OrderBy::Subject => text("subject"),
             };
-            state.order.observe(key, text("sequence"));
+            let index;
+            let sequence = match text("sequence") {
+                Some(sequence) => Some(sequence),
+                None => match text("id").and_then(|id| state.expected.get(id)) {
+                    Some(position) => {
+                        index = position.to_string();
+                        Some(index.as_str())
+                    }
+                    None => None,
+                },
+            };
+            state.order.observe(key, sequence);
         }
     }
 }
@@ -505,6 +529,46 @@ mod tests {
             assert_eq!(state.order.checked, 7, "u3 comes from the query");
             assert_eq!(state.order.out_of_order, 1);
             assert_eq!(state.first, Some(arrived));
+        });
+    }
+
+    #[test]
+    fn events_without_a_sequence_are_ordered_by_the_index_the_sender_wrote_them_at() {
+        let observer = Observer::new(OrderBy::PartitionKey);
+        observer.expect_order(
+            [
+                ("x".to_owned(), 1),
+                ("y".to_owned(), 2),
+                ("z".to_owned(), 3),
+            ]
+            .into(),
+        );
+        let event =
+            |id: &str| serde_json::json!({"entryId": id, "event": {"id": id, "partitionkey": "u"}});
+        let body = serde_json::to_vec(&serde_json::json!([
+            event("x"),
+            event("z"),
+            event("y"),
+            event("w")
+        ]))
+        .unwrap();
+        observer.observe(
+            "/v1.0-alpha1/publish/bulk/p/t",
+            &body,
+            Instant::now(),
+            OffsetDateTime::now_utc(),
+        );
+        observer.with(|state| {
+            assert_eq!(
+                (
+                    state.order.checked,
+                    state.order.out_of_order,
+                    state.order.unchecked
+                ),
+                (3, 1, 1),
+                "y after z is out of order; w is unknown"
+            );
+            assert_eq!(state.without_time, 4);
         });
     }
 
