@@ -4,7 +4,8 @@
 //! its own HTTP/1.1 load generator, and writes a Markdown report with p50, p99, max, requests/s and ratios against
 //! publishing off. See `docs/BENCHMARKS.md` and `scripts/bench-api`.
 
-mod histogram;
+mod charts;
+mod drain;
 mod load;
 mod report;
 mod server;
@@ -20,10 +21,10 @@ use anyhow::Context;
 use clap::Parser;
 use slog::{Drain, Logger, info, o, warn};
 
-use crate::load::Outcome;
-use crate::report::{Machine, ModeResult, Run};
+use crate::load::{Outcome, Shape};
+use crate::report::{Machine, ModeResult, Run, ShapeResult};
 use crate::server::Server;
-use crate::sink::Sinks;
+use crate::sink::{OrderBy, Sinks};
 
 /// Command line of `load-bench`.
 #[derive(Debug, Parser)]
@@ -44,19 +45,40 @@ struct Cli {
     /// Unmeasured warm-up seconds per configuration before the first round.
     #[arg(long, default_value_t = 2.0)]
     warmup_seconds: f64,
-    /// Concurrent keep-alive connections of the load generator.
+    /// Concurrent keep-alive connections of the one-user shape (no trace headers).
     #[arg(long, default_value_t = 8)]
     connections: usize,
+    /// Users of the ingress shape: one connection each, a new `traceparent` on every request; 0 leaves the
+    /// shape out.
+    #[arg(long, default_value_t = 64)]
+    ingress_users: usize,
     /// Also run against PostgreSQL: the URL of a role that may create databases (TEST_DATABASE_URL).
     #[arg(long)]
     postgres_url: Option<String>,
+    /// Also run against a PostgreSQL server that runs with `fsync=on`, `synchronous_commit=on` and
+    /// `full_page_writes=on` (scripts/bench-api starts one): the URL of a role that may create databases.
+    #[arg(long)]
+    postgres_durable_url: Option<String>,
+    /// Events in the relay drain backlog (per backend); 0 skips the drain.
+    #[arg(long, default_value_t = 100_000)]
+    drain_events: usize,
+    /// Partition keys (users) the drain backlog is spread over.
+    #[arg(long, default_value_t = 1_000)]
+    drain_users: usize,
+    /// How long the drain may take before it is reported as unfinished.
+    #[arg(long, default_value_t = 300.0)]
+    drain_timeout_seconds: f64,
+    /// Prefix of the image links in the report (e.g. `bench/` when the SVGs are copied to docs/bench/).
+    #[arg(long, default_value = "")]
+    image_link_prefix: String,
     /// Skip the SQLite run (only with --postgres-url).
     #[arg(long)]
     no_sqlite: bool,
     /// Folder for the SQLite files and the servers' logs.
     #[arg(long, default_value = ".stack/bench")]
     work_dir: PathBuf,
-    /// Where to write the Markdown report (also printed on stdout).
+    /// Where to write the Markdown report (also printed on stdout; default WORK_DIR/report.md); the SVG charts
+    /// go next to it, named after it.
     #[arg(long)]
     report: Option<PathBuf>,
     /// LOG_LEVEL of the task-api processes.
@@ -108,7 +130,7 @@ pub(crate) struct Mode {
     pub(crate) sidecar: Sidecar,
 }
 
-/// The five configurations, publishing off first (the baseline of every ratio).
+/// The configurations, publishing off first (the baseline of every ratio).
 pub(crate) const MODES: [Mode; 5] = [
     Mode {
         key: "off",
@@ -152,31 +174,36 @@ fn load_average() -> Option<f64> {
         .ok()
 }
 
-/// A running configuration.
-struct Running {
-    mode: Mode,
-    server: Server,
-    sinks: Sinks,
-    token: Arc<str>,
-    warmup_ok: u64,
-    measured: Outcome,
-    rounds: Vec<f64>,
+/// A database backend the benchmark runs against.
+#[derive(Clone, Debug)]
+pub(crate) struct Backend {
+    /// Name in the report and in file names: `sqlite`, `postgresql`, `postgresql-durable`.
+    pub(crate) name: &'static str,
+    /// PostgreSQL: the URL of a role that may create databases; `None` for SQLite.
+    pub(crate) admin_url: Option<String>,
 }
 
-/// Runs the five configurations against one database backend and returns the measured results.
-async fn run_backend(
-    cli: &Cli,
-    log: &Logger,
-    backend: &str,
-    loads: &mut Vec<f64>,
-) -> anyhow::Result<Run> {
-    let mut running = Vec::new();
-    for (index, mode) in MODES.iter().enumerate() {
-        let sinks = Sinks::start()?;
-        let database_url = match backend {
-            "postgresql" => {
-                let base = cli.postgres_url.as_deref().context("no PostgreSQL url")?;
-                let name = format!("pakaura_bench_{index}_{}", mode.key.replace('-', "_"));
+impl Backend {
+    /// The modes measured against this backend: the hanging sidecars only where issue 7's goals need them
+    /// (not against the durable PostgreSQL, whose goals compare only off, fire-and-forget and outbox).
+    fn modes(&self) -> Vec<Mode> {
+        MODES
+            .iter()
+            .filter(|mode| self.name != "postgresql-durable" || mode.sidecar != Sidecar::Hanging)
+            .copied()
+            .collect()
+    }
+
+    /// A fresh, migrated database named after `tag`, and the URL task-api gets for it.
+    async fn fresh_database(
+        &self,
+        cli: &Cli,
+        tag: &str,
+        env: &[(String, String)],
+    ) -> anyhow::Result<String> {
+        let url = match &self.admin_url {
+            Some(base) => {
+                let name = self.database_name(tag);
                 server::psql(
                     base,
                     &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
@@ -185,90 +212,198 @@ async fn run_backend(
                 server::psql(base, &format!("CREATE DATABASE {name}")).await?;
                 server::with_database(base, &name)?
             }
-            _ => {
-                let file =
-                    std::path::absolute(cli.work_dir.join(format!("sqlite-{}.db", mode.key)))?;
+            None => {
+                let file = std::path::absolute(cli.work_dir.join(format!("sqlite-{tag}.db")))?;
                 for suffix in ["", "-wal", "-shm"] {
                     let _ = std::fs::remove_file(format!("{}{suffix}", file.display()));
                 }
                 format!("sqlite://{}", file.display())
             }
         };
+        let mut env = env.to_vec();
+        env.push(("DATABASE_URL".to_owned(), url.clone()));
+        let log = cli
+            .work_dir
+            .join(format!("{}-{tag}-migrate.log", self.name));
+        server::migrate(&cli.binary, &env, &log).await?;
+        Ok(url)
+    }
+
+    fn database_name(&self, tag: &str) -> String {
+        format!("pakaura_bench_{}", tag.replace('-', "_"))
+    }
+
+    /// Drops the database of `tag` again (PostgreSQL).
+    async fn drop_database(&self, tag: &str) {
+        if let Some(base) = &self.admin_url {
+            let name = self.database_name(tag);
+            let _ = server::psql(
+                base,
+                &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+            )
+            .await;
+        }
+    }
+}
+
+/// The environment of every task-api process of the benchmark (without DATABASE_URL).
+fn server_env(cli: &Cli, mode: &Mode, sidecar: std::net::SocketAddr) -> Vec<(String, String)> {
+    [
+        (
+            "JWT_SECRET",
+            "load-bench-secret-load-bench-secret".to_owned(),
+        ),
+        ("DAPR_ENABLED", mode.publishing.to_string()),
+        ("DAPR_HTTP_ENDPOINT", format!("http://{sidecar}")),
+        ("EVENT_DELIVERY", mode.delivery.to_owned()),
+        ("RATE_LIMIT_TASKS_PER_MINUTE", "1000000000".to_owned()),
+        ("RATE_LIMIT_AUTH_PER_MINUTE", "1000000000".to_owned()),
+        ("SHUTDOWN_TIMEOUT_SECONDS", "3".to_owned()),
+        ("LOG_FORMAT", "json".to_owned()),
+        ("LOG_LEVEL", cli.server_log_level.clone()),
+    ]
+    .into_iter()
+    .map(|(key, value)| (key.to_owned(), value))
+    .chain(cli.server_env.iter().cloned())
+    .collect()
+}
+
+/// The load shapes of a run: one user without trace headers on `--connections` connections, and
+/// `--ingress-users` users, one connection each, with a fresh `traceparent` on every request.
+pub(crate) fn shapes(cli: &Cli) -> Vec<Shape> {
+    let mut shapes = vec![Shape {
+        key: "1-user",
+        users: 1,
+        connections: cli.connections,
+        traceparent: false,
+    }];
+    if cli.ingress_users > 0 {
+        shapes.push(Shape {
+            key: "ingress",
+            users: cli.ingress_users,
+            connections: cli.ingress_users,
+            traceparent: true,
+        });
+    }
+    shapes
+}
+
+/// A running configuration (one server; every shape runs against it).
+struct Running {
+    mode: Mode,
+    tag: String,
+    server: Server,
+    sinks: Sinks,
+    tokens: Vec<Arc<str>>,
+    per_shape: Vec<ShapeTally>,
+}
+
+/// What one shape measured against one server.
+#[derive(Default)]
+struct ShapeTally {
+    warmup_ok: u64,
+    measured: Outcome,
+    rounds: Vec<f64>,
+    cpu_seconds: Option<f64>,
+}
+
+/// Registers `count` users on `server`, a few at a time (each registration hashes a password).
+async fn register_users(
+    server: &Server,
+    mode: &str,
+    count: usize,
+) -> anyhow::Result<Vec<Arc<str>>> {
+    let mut tokens = Vec::with_capacity(count);
+    let emails: Vec<String> = (0..count)
+        .map(|n| format!("bench-{mode}-{n}@example.com"))
+        .collect();
+    for chunk in emails.chunks(4) {
+        let results =
+            futures_util::future::join_all(chunk.iter().map(|email| server.register(email))).await;
+        for token in results {
+            tokens.push(Arc::from(token?));
+        }
+    }
+    Ok(tokens)
+}
+
+/// Runs `shape` against `entry` for `duration`, counting the server's CPU time over it.
+async fn slice(
+    entry: &mut Running,
+    shape_index: usize,
+    shape: Shape,
+    duration: Duration,
+) -> Outcome {
+    entry.sinks.ok.observer.set_label(Some(shape_index));
+    let tokens = &entry.tokens[..shape.users.min(entry.tokens.len())];
+    let before = entry.server.cpu_seconds();
+    let outcome = load::run(entry.server.addr, tokens, shape, duration).await;
+    entry.sinks.ok.observer.set_label(None);
+    if let (Some(before), Some(after)) = (before, entry.server.cpu_seconds()) {
+        let tally = &mut entry.per_shape[shape_index];
+        *tally.cpu_seconds.get_or_insert(0.0) += after - before;
+    }
+    outcome
+}
+
+/// Runs every mode and shape against one database backend and returns the measured results.
+async fn run_backend(
+    cli: &Cli,
+    log: &Logger,
+    backend: &Backend,
+    loads: &mut Vec<f64>,
+) -> anyhow::Result<Run> {
+    let shapes = shapes(cli);
+    let users = shapes.iter().map(|s| s.users).max().unwrap_or(1);
+    let mut running = Vec::new();
+    for mode in backend.modes() {
+        let sinks = Sinks::start(OrderBy::Subject)?;
         let sidecar = match mode.sidecar {
             Sidecar::Hanging => sinks.hanging_addr,
             Sidecar::Ok | Sidecar::None => sinks.ok_addr,
         };
-        let env: Vec<(String, String)> = [
-            ("DATABASE_URL", database_url),
-            (
-                "JWT_SECRET",
-                "load-bench-secret-load-bench-secret".to_owned(),
-            ),
-            ("DAPR_ENABLED", mode.publishing.to_string()),
-            ("DAPR_HTTP_ENDPOINT", format!("http://{sidecar}")),
-            ("EVENT_DELIVERY", mode.delivery.to_owned()),
-            ("RATE_LIMIT_TASKS_PER_MINUTE", "1000000000".to_owned()),
-            ("RATE_LIMIT_AUTH_PER_MINUTE", "1000000000".to_owned()),
-            ("SHUTDOWN_TIMEOUT_SECONDS", "3".to_owned()),
-            ("LOG_FORMAT", "json".to_owned()),
-            ("LOG_LEVEL", cli.server_log_level.clone()),
-        ]
-        .into_iter()
-        .map(|(key, value)| (key.to_owned(), value))
-        .chain(cli.server_env.iter().cloned())
-        .collect();
-        if backend == "postgresql" {
-            let migrate_log = cli
-                .work_dir
-                .join(format!("{backend}-{}-migrate.log", mode.key));
-            server::migrate(&cli.binary, &env, &migrate_log).await?;
-        }
-        let server_log = cli.work_dir.join(format!("{backend}-{}.log", mode.key));
+        let tag = format!("{}-{}", backend.name, mode.key);
+        let mut env = server_env(cli, &mode, sidecar);
+        let url = backend.fresh_database(cli, &tag, &env).await?;
+        env.push(("DATABASE_URL".to_owned(), url));
+        let server_log = cli.work_dir.join(format!("{tag}.log"));
         let server = Server::start(&cli.binary, &env, server_log).await?;
-        let token: Arc<str> = server
-            .register(&format!("bench-{}@example.com", mode.key))
-            .await?
-            .into();
-        info!(log, "server ready"; "backend" => backend, "mode" => mode.key, "addr" => %server.addr);
+        let tokens = register_users(&server, mode.key, users).await?;
+        info!(log, "server ready"; "backend" => backend.name, "mode" => mode.key, "addr" => %server.addr);
         running.push(Running {
-            mode: *mode,
+            mode,
+            tag,
             server,
             sinks,
-            token,
-            warmup_ok: 0,
-            measured: Outcome::default(),
-            rounds: Vec::new(),
+            tokens,
+            per_shape: shapes.iter().map(|_| ShapeTally::default()).collect(),
         });
     }
 
     let warmup = Duration::from_secs_f64(cli.warmup_seconds);
     for entry in &mut running {
-        let outcome = load::run(
-            entry.server.addr,
-            entry.token.clone(),
-            cli.connections,
-            warmup,
-        )
-        .await;
-        entry.warmup_ok = outcome.ok;
+        for (index, shape) in shapes.iter().enumerate() {
+            let tokens = &entry.tokens[..shape.users.min(entry.tokens.len())];
+            let outcome = load::run(entry.server.addr, tokens, *shape, warmup).await;
+            entry.per_shape[index].warmup_ok = outcome.ok;
+        }
     }
+    // Every round runs each (mode, shape) once, in an order rotated by one each round.
+    let configs: Vec<(usize, usize)> = (0..running.len())
+        .flat_map(|m| (0..shapes.len()).map(move |s| (m, s)))
+        .collect();
     let round = Duration::from_secs_f64(cli.seconds_per_config / f64::from(cli.rounds.max(1)));
     for number in 0..cli.rounds.max(1) {
-        for offset in 0..running.len() {
-            let index = (number as usize + offset) % running.len();
-            let entry = &mut running[index];
-            let outcome = load::run(
-                entry.server.addr,
-                entry.token.clone(),
-                cli.connections,
-                round,
-            )
-            .await;
-            entry.rounds.push(outcome.throughput());
-            entry.measured.merge(outcome);
+        for offset in 0..configs.len() {
+            let (mode_index, shape_index) = configs[(number as usize + offset) % configs.len()];
+            let entry = &mut running[mode_index];
+            let outcome = slice(entry, shape_index, shapes[shape_index], round).await;
+            let tally = &mut entry.per_shape[shape_index];
+            tally.rounds.push(outcome.throughput());
+            tally.measured.merge(outcome);
         }
         loads.extend(load_average());
-        info!(log, "round done"; "backend" => backend, "round" => number + 1, "load" => ?load_average());
+        info!(log, "round done"; "backend" => backend.name, "round" => number + 1, "load" => ?load_average());
     }
 
     // Let queued and outbox events reach the sink before counting them.
@@ -284,36 +419,47 @@ async fn run_backend(
             ),
             Sidecar::None => (None, None),
         };
-        if let Some(error) = &entry.measured.first_error {
-            warn!(log, "requests failed"; "mode" => entry.mode.key, "errors" => entry.measured.errors, "first" => error);
-        }
-        let cpu_seconds = entry.server.cpu_seconds();
+        let (sink_latencies, order, duplicates) = entry.sinks.ok.observer.with(|state| {
+            (
+                state.latencies.clone(),
+                (
+                    state.order.checked,
+                    state.order.out_of_order,
+                    state.order.unchecked,
+                ),
+                state.duplicates,
+            )
+        });
         entry.server.stop(Duration::from_secs(10)).await;
+        backend.drop_database(&entry.tag).await;
+        let mut shape_results = Vec::new();
+        for (index, tally) in entry.per_shape.into_iter().enumerate() {
+            if let Some(error) = &tally.measured.first_error {
+                warn!(log, "requests failed"; "backend" => backend.name, "mode" => entry.mode.key,
+                    "shape" => shapes[index].key, "errors" => tally.measured.errors, "first" => error);
+            }
+            shape_results.push(ShapeResult {
+                shape: shapes[index],
+                outcome: tally.measured,
+                rounds: tally.rounds,
+                warmup_ok: tally.warmup_ok,
+                cpu_seconds: tally.cpu_seconds,
+                sink_latency: (entry.mode.sidecar == Sidecar::Ok)
+                    .then(|| sink_latencies[index].clone()),
+            });
+        }
         results.push(ModeResult {
             mode: entry.mode,
-            outcome: entry.measured,
-            rounds: entry.rounds,
-            warmup_ok: entry.warmup_ok,
+            shapes: shape_results,
             events_at_sink,
             hanging_connections,
+            order,
+            duplicates,
             metrics,
-            cpu_seconds,
         });
     }
-    if backend == "postgresql"
-        && let Some(base) = cli.postgres_url.as_deref()
-    {
-        for (index, mode) in MODES.iter().enumerate() {
-            let name = format!("pakaura_bench_{index}_{}", mode.key.replace('-', "_"));
-            let _ = server::psql(
-                base,
-                &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
-            )
-            .await;
-        }
-    }
     Ok(Run {
-        backend: backend.to_owned(),
+        backend: backend.name.to_owned(),
         modes: results,
     })
 }
@@ -322,20 +468,51 @@ async fn run(cli: Cli, log: Logger) -> anyhow::Result<()> {
     std::fs::create_dir_all(&cli.work_dir)
         .with_context(|| format!("creating {}", cli.work_dir.display()))?;
     let mut machine = Machine::probe(std::env::args().collect::<Vec<_>>().join(" "));
+    let mut backends = Vec::new();
+    if !cli.no_sqlite {
+        backends.push(Backend {
+            name: "sqlite",
+            admin_url: None,
+        });
+    }
+    if let Some(url) = &cli.postgres_url {
+        backends.push(Backend {
+            name: "postgresql",
+            admin_url: Some(url.clone()),
+        });
+    }
+    if let Some(url) = &cli.postgres_durable_url {
+        backends.push(Backend {
+            name: "postgresql-durable",
+            admin_url: Some(url.clone()),
+        });
+    }
     let mut loads = Vec::new();
     let mut runs = Vec::new();
-    if !cli.no_sqlite {
-        runs.push(run_backend(&cli, &log, "sqlite", &mut loads).await?);
-    }
-    if cli.postgres_url.is_some() {
-        runs.push(run_backend(&cli, &log, "postgresql", &mut loads).await?);
+    let mut drains = Vec::new();
+    for backend in &backends {
+        runs.push(run_backend(&cli, &log, backend, &mut loads).await?);
+        if cli.drain_events > 0 {
+            drains.push(drain::run(&cli, &log, backend).await?);
+        }
     }
     machine.finish(load_average(), &loads);
-    let text = report::render(&cli_summary(&cli), &machine, &runs);
-    if let Some(path) = &cli.report {
-        std::fs::write(path, &text).with_context(|| format!("writing {}", path.display()))?;
-        info!(log, "report written"; "path" => %path.display());
-    }
+    let report_path = cli
+        .report
+        .clone()
+        .unwrap_or_else(|| cli.work_dir.join("report.md"));
+    let images = charts::write_all(&report_path, &runs)?;
+    let text = report::render(
+        &cli_summary(&cli),
+        &machine,
+        &runs,
+        &drains,
+        &images,
+        &cli.image_link_prefix,
+    );
+    std::fs::write(&report_path, &text)
+        .with_context(|| format!("writing {}", report_path.display()))?;
+    info!(log, "report written"; "path" => %report_path.display(), "images" => images.len());
     use std::io::Write;
     std::io::stdout().write_all(text.as_bytes())?;
     Ok(())
@@ -344,9 +521,18 @@ async fn run(cli: Cli, log: Logger) -> anyhow::Result<()> {
 /// The settings line of the report.
 fn cli_summary(cli: &Cli) -> String {
     format!(
-        "{} connections; {} s measured per configuration in {} interleaved rounds of {:.1} s (order rotated each \
-         round) after {} s warm-up each; server LOG_LEVEL={}{}",
+        "shapes: 1 user on {} connections without trace headers{}; {} s measured per configuration (mode × shape) \
+         in {} interleaved rounds of {:.1} s (order rotated each round) after {} s warm-up each; server \
+         LOG_LEVEL={}{}",
         cli.connections,
+        if cli.ingress_users > 0 {
+            format!(
+                ", and {} users on one connection each with a new `traceparent` per request",
+                cli.ingress_users
+            )
+        } else {
+            String::new()
+        },
         cli.seconds_per_config,
         cli.rounds,
         cli.seconds_per_config / f64::from(cli.rounds.max(1)),
