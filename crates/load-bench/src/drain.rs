@@ -106,7 +106,7 @@ pub(crate) async fn run(cli: &Cli, log: &Logger, backend: &Backend) -> anyhow::R
     let sinks = Sinks::start(OrderBy::PartitionKey)?;
     let tag = format!("{}-drain", backend.name);
     let mut env = crate::server_env(cli, &mode, sinks.ok_addr);
-    let url = backend.fresh_database(cli, &tag, &env).await?;
+    let url = backend.fresh_database(cli, &cli.binary, &tag, &env).await?;
     env.push(("DATABASE_URL".to_owned(), url.clone()));
 
     let events = cli.drain_events;

@@ -36,6 +36,11 @@ struct Cli {
     /// The `task-api` binary to run (build it with `cargo build --release -p task-server`).
     #[arg(long)]
     binary: PathBuf,
+    /// An earlier build of `task-api` to measure beside it: its fire-and-forget and outbox configurations run in
+    /// the same interleaved rounds as `ff-204-before` and `outbox-204-before`, so a change's cost (for
+    /// example what ordering costs) is read side by side in one run.
+    #[arg(long)]
+    baseline_binary: Option<PathBuf>,
     /// Measured seconds per configuration, split evenly over the rounds.
     #[arg(long, default_value_t = 10.0)]
     seconds_per_config: f64,
@@ -128,7 +133,37 @@ pub(crate) struct Mode {
     pub(crate) delivery: &'static str,
     /// The sidecar stand-in it publishes to.
     pub(crate) sidecar: Sidecar,
+    /// Run with `--baseline-binary` instead of `--binary`.
+    pub(crate) baseline: bool,
 }
+
+impl Mode {
+    /// The binary this configuration runs.
+    fn binary<'c>(&self, cli: &'c Cli) -> &'c std::path::Path {
+        match (&cli.baseline_binary, self.baseline) {
+            (Some(baseline), true) => baseline,
+            _ => &cli.binary,
+        }
+    }
+}
+
+/// The configurations of `--baseline-binary`: its publishing modes against the answering sidecar.
+pub(crate) const BASELINE_MODES: [Mode; 2] = [
+    Mode {
+        key: "ff-204-before",
+        publishing: true,
+        delivery: "fire-and-forget",
+        sidecar: Sidecar::Ok,
+        baseline: true,
+    },
+    Mode {
+        key: "outbox-204-before",
+        publishing: true,
+        delivery: "outbox",
+        sidecar: Sidecar::Ok,
+        baseline: true,
+    },
+];
 
 /// The configurations, publishing off first (the baseline of every ratio).
 pub(crate) const MODES: [Mode; 5] = [
@@ -137,30 +172,35 @@ pub(crate) const MODES: [Mode; 5] = [
         publishing: false,
         delivery: "fire-and-forget",
         sidecar: Sidecar::None,
+        baseline: false,
     },
     Mode {
         key: "ff-204",
         publishing: true,
         delivery: "fire-and-forget",
         sidecar: Sidecar::Ok,
+        baseline: false,
     },
     Mode {
         key: "outbox-204",
         publishing: true,
         delivery: "outbox",
         sidecar: Sidecar::Ok,
+        baseline: false,
     },
     Mode {
         key: "ff-hang",
         publishing: true,
         delivery: "fire-and-forget",
         sidecar: Sidecar::Hanging,
+        baseline: false,
     },
     Mode {
         key: "outbox-hang",
         publishing: true,
         delivery: "outbox",
         sidecar: Sidecar::Hanging,
+        baseline: false,
     },
 ];
 
@@ -186,10 +226,16 @@ pub(crate) struct Backend {
 impl Backend {
     /// The modes measured against this backend: the hanging sidecars only where issue 7's goals need them
     /// (not against the durable PostgreSQL, whose goals compare only off, fire-and-forget and outbox).
-    fn modes(&self) -> Vec<Mode> {
+    fn modes(&self, cli: &Cli) -> Vec<Mode> {
+        let baseline: &[Mode] = if cli.baseline_binary.is_some() {
+            &BASELINE_MODES
+        } else {
+            &[]
+        };
         MODES
             .iter()
             .filter(|mode| self.name != "postgresql-durable" || mode.sidecar != Sidecar::Hanging)
+            .chain(baseline)
             .copied()
             .collect()
     }
@@ -198,6 +244,7 @@ impl Backend {
     async fn fresh_database(
         &self,
         cli: &Cli,
+        binary: &std::path::Path,
         tag: &str,
         env: &[(String, String)],
     ) -> anyhow::Result<String> {
@@ -225,7 +272,7 @@ impl Backend {
         let log = cli
             .work_dir
             .join(format!("{}-{tag}-migrate.log", self.name));
-        server::migrate(&cli.binary, &env, &log).await?;
+        server::migrate(binary, &env, &log).await?;
         Ok(url)
     }
 
@@ -356,7 +403,7 @@ async fn run_backend(
     let shapes = shapes(cli);
     let users = shapes.iter().map(|s| s.users).max().unwrap_or(1);
     let mut running = Vec::new();
-    for mode in backend.modes() {
+    for mode in backend.modes(cli) {
         let sinks = Sinks::start(OrderBy::Subject)?;
         let sidecar = match mode.sidecar {
             Sidecar::Hanging => sinks.hanging_addr,
@@ -364,10 +411,12 @@ async fn run_backend(
         };
         let tag = format!("{}-{}", backend.name, mode.key);
         let mut env = server_env(cli, &mode, sidecar);
-        let url = backend.fresh_database(cli, &tag, &env).await?;
+        let url = backend
+            .fresh_database(cli, mode.binary(cli), &tag, &env)
+            .await?;
         env.push(("DATABASE_URL".to_owned(), url));
         let server_log = cli.work_dir.join(format!("{tag}.log"));
-        let server = Server::start(&cli.binary, &env, server_log).await?;
+        let server = Server::start(mode.binary(cli), &env, server_log).await?;
         let tokens = register_users(&server, mode.key, users).await?;
         info!(log, "server ready"; "backend" => backend.name, "mode" => mode.key, "addr" => %server.addr);
         running.push(Running {

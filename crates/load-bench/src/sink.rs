@@ -263,7 +263,7 @@ fn events_of(path_and_query: &str, body: &[u8]) -> Vec<Value> {
     let Ok(value) = serde_json::from_slice::<Value>(body) else {
         return Vec::new();
     };
-    if path_and_query.starts_with(BULK_PREFIX) {
+    if path_and_query.starts_with(BULK_PREFIX) || path_and_query.starts_with(ALPHA_BULK_PREFIX) {
         let Value::Array(entries) = value else {
             return Vec::new();
         };
