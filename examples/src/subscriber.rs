@@ -11,7 +11,8 @@
 //! failure is answered `RETRY` (Dapr delivers the event again). An id already processed is answered
 //! `SUCCESS` without processing it again (Kafka delivery through Dapr is at least once), and so is an event older
 //! than one already processed for its task (its `sequence` extension is lower): the change it describes is
-//! superseded. Both checks are `dapr_pubsub_client::ConsumerGuard`'s.
+//! superseded. Both checks are `dapr_pubsub_client::ConsumerGuard`'s, one guard per subscription: order holds per
+//! topic, so the two topics' events of one task are compared only with their own topic's.
 //!
 //! The transient failure is simulated: an event with the integer extension `simulatefailures` = N fails
 //! its first N deliveries. It stands in for a database or downstream service that is briefly down.
@@ -83,6 +84,14 @@ pub enum Route {
 }
 
 impl Route {
+    /// Its slot in per-route arrays.
+    fn index(self) -> usize {
+        match self {
+            Self::Tasks => 0,
+            Self::Sync => 1,
+        }
+    }
+
     fn accepts(self, ty: &str) -> bool {
         match self {
             Self::Tasks => TASK_TYPES.contains(&ty),
@@ -204,8 +213,9 @@ pub struct SubscriberState {
 }
 
 struct Inner {
-    /// Decides duplicates and stale events.
-    guard: ConsumerGuard,
+    /// Decides duplicates and stale events, one per route: events are ordered per topic, so an event of
+    /// `task-updates` says nothing about whether one of `task-events` is stale.
+    guards: [ConsumerGuard; 2],
     /// What `GET /received` shows per id.
     ids: HashMap<String, IdRecord>,
     /// Ids in first-seen order, to forget the oldest when `ids` is full.
@@ -228,7 +238,10 @@ impl SubscriberState {
         Self {
             log,
             inner: Mutex::new(Inner {
-                guard: ConsumerGuard::new(config.seen_capacity),
+                guards: [
+                    ConsumerGuard::new(config.seen_capacity),
+                    ConsumerGuard::new(config.seen_capacity),
+                ],
                 ids: HashMap::new(),
                 id_order: VecDeque::new(),
                 recent: VecDeque::new(),
@@ -324,7 +337,7 @@ impl SubscriberState {
             inner.id_order.push_back(id_key.clone());
         }
         let Inner {
-            guard, ids, stats, ..
+            guards, ids, stats, ..
         } = &mut *inner;
         stats.deliveries += 1;
         let record = ids.entry(id_key).or_default();
@@ -341,6 +354,7 @@ impl SubscriberState {
             ),
             Decision::Process { .. } => {
                 let id = seen.id.as_deref().unwrap_or_default();
+                let guard = &mut guards[route.index()];
                 match guard.admit_parts(id, seen.subject.as_deref(), seen.sequence.as_deref()) {
                     Admission::Apply => {
                         // Processing: a real subscriber would write to its store or call a service here.
@@ -609,6 +623,29 @@ mod tests {
         assert_eq!(late.status(), AppStatus::Success);
         assert_eq!(state.report().stats.stale, 1);
         assert_eq!(state.report().stats.processed, 1);
+    }
+
+    #[test]
+    fn a_sync_event_arriving_before_its_task_event_does_not_make_it_stale() {
+        let state = state(100);
+        let (_, task_event) = created_body(&[("sequence", json!("00000000000000000001"))]);
+        // The same task's `sync.task`, one sequence later, delivered first through the other subscription.
+        let mut sync: Value = serde_json::from_slice(&task_event).unwrap();
+        sync["id"] = json!(Uuid::new_v4().to_string());
+        sync["type"] = json!(SYNC_TASK);
+        sync["topic"] = json!("task-updates");
+        sync["sequence"] = json!("00000000000000000002");
+        sync["data"]["action"] = json!("created");
+        let sync = serde_json::to_vec(&sync).unwrap();
+        assert_eq!(
+            state.handle(Route::Sync, &sync, KafkaPlacement::default()),
+            Outcome::Processed
+        );
+        assert_eq!(
+            state.handle(Route::Tasks, &task_event, KafkaPlacement::default()),
+            Outcome::Processed,
+            "order holds per topic: the other topic's later event does not supersede this one"
+        );
     }
 
     #[test]

@@ -212,7 +212,10 @@ impl Admission {
 
 /// [`SeenIds`] and [`LatestSequence`] together: [`ConsumerGuard::admit`] says whether to apply an event.
 ///
-/// An event without a `subject` or a string `sequence` is only checked for duplicates.
+/// Use one guard per topic (subscription) whose events change one piece of state: the transport orders events
+/// only within a topic, so an event of another topic with a larger `sequence` (a `sync.task` delivered before its
+/// `task.updated`, say) must not make this topic's event look stale. An event without a `subject` or a string
+/// `sequence` is only checked for duplicates.
 #[derive(Debug, Clone)]
 pub struct ConsumerGuard {
     seen: SeenIds,
