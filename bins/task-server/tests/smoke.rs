@@ -1,100 +1,17 @@
 //! Smoke test of the real binary: start it with no configuration but a temporary database and port 0, use the
 //! API over HTTP, stop it with SIGTERM, and check it shut down cleanly.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
+mod support;
 
-/// Sends one HTTP/1.1 request and returns (status, headers+body text).
-fn http(
-    port: u16,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: Option<&str>,
-) -> (u16, String) {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to the server");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let mut request =
-        format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
-    for (name, value) in headers {
-        request.push_str(&format!("{name}: {value}\r\n"));
-    }
-    let body = body.unwrap_or("");
-    request.push_str(&format!(
-        "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    ));
-    stream.write_all(request.as_bytes()).unwrap();
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).unwrap();
-    let status = answer
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    (status, answer)
-}
+use std::process::Command;
 
-struct Server {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    port: u16,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-    }
-}
-
-fn start(dir: &std::path::Path) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_task-api"))
-        .current_dir(dir)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("PORT", "0")
-        .env("HOST", "127.0.0.1")
-        .env("LOG_FORMAT", "json")
-        .env("LOG_LEVEL", "debug")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn task-api");
-    let stdout = child.stdout.take().unwrap();
-    let (tx, lines) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let mut port = 0;
-    while port == 0 {
-        let line = lines
-            .recv_timeout(Duration::from_secs(60))
-            .expect("the server logs that it listens");
-        let record: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
-        if record["msg"]
-            .as_str()
-            .is_some_and(|m| m.starts_with("listening on port"))
-        {
-            port = record["port"].as_u64().expect("port field") as u16;
-        }
-    }
-    Server { child, lines, port }
-}
+use support::{Server, http};
 
 #[test]
 fn the_binary_serves_with_no_configuration_and_stops_on_sigterm() {
     let dir = std::env::temp_dir().join(format!("task-api-smoke-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let mut server = start(&dir);
+    let mut server = Server::start(&dir, &[]);
     let port = server.port;
 
     let (status, health) = http(port, "GET", "/api/v1/health", &[], None);

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use dapr_pubsub_client::{Dispatcher, LogFields, PublishOptions, Reservation, ShutdownReport};
+use dapr_pubsub_client::{
+    Dispatcher, LogFields, PublishOptions, Reservation, ShutdownReport, SubmitError,
+};
 use slog::{Logger, debug, o, warn};
 
 use crate::error::ErrorChain;
@@ -128,11 +130,16 @@ impl DaprPublisher {
             options_of(outgoing),
             log_fields(outgoing),
         ) {
-            warn!(log, "event {} not queued for publishing", outgoing.event_type();
-                "event_type" => outgoing.event_type(), "event_id" => outgoing.id(), "topic" => &outgoing.topic,
-                "task_id" => outgoing.event.subject().unwrap_or_default(), "error" => %ErrorChain(&err));
+            log_not_queued(log, outgoing, &err);
         }
     }
+}
+
+/// The one line about an event the dispatcher refused (queue full or shut down); it counted the drop itself.
+fn log_not_queued(log: &Logger, outgoing: &OutgoingEvent, err: &SubmitError) {
+    warn!(log, "event {} not queued for publishing", outgoing.event_type();
+        "event_type" => outgoing.event_type(), "event_id" => outgoing.id(), "topic" => &outgoing.topic,
+        "task_id" => outgoing.event.subject().unwrap_or_default(), "error" => %ErrorChain(err));
 }
 
 /// A place in the dispatcher's line; `None` when the dispatcher could not reserve one (queue full or shut down):
@@ -163,9 +170,7 @@ impl PublishSlot for DaprSlot {
                 options_of(outgoing),
                 log_fields(outgoing),
             ) {
-                warn!(log, "event {} not queued for publishing", outgoing.event_type();
-                    "event_type" => outgoing.event_type(), "event_id" => outgoing.id(), "topic" => &outgoing.topic,
-                    "task_id" => outgoing.event.subject().unwrap_or_default(), "error" => %ErrorChain(&err));
+                log_not_queued(log, outgoing, &err);
             }
         }
         reservation.submit();

@@ -183,25 +183,13 @@ macro_rules! in_transaction {
 /// [`with_conn!`] for a statement that writes outside a transaction: on SQLite it queues for the single writer
 /// first, like [`in_transaction!`].
 macro_rules! with_write_conn {
-    ($store:expr, |$conn:ident| $body:block) => {
-        match &$store.pools {
-            Pools::Postgres(pool) => {
-                let mut pooled = pool.get().await?;
-                let $conn: &mut AsyncPgConnection = &mut pooled;
-                #[allow(unused_imports, reason = "each body uses some of the tables")]
-                use crate::schema::pg::*;
-                $body
-            }
-            Pools::Sqlite(pool) => {
-                let _writer = $store.writer.lock().await;
-                let mut pooled = pool.get().await?;
-                let $conn: &mut SqliteConn = &mut pooled;
-                #[allow(unused_imports, reason = "each body uses some of the tables")]
-                use crate::schema::sqlite::*;
-                $body
-            }
-        }
-    };
+    ($store:expr, |$conn:ident| $body:block) => {{
+        let _writer = match &$store.pools {
+            Pools::Sqlite(_) => Some($store.writer.lock().await),
+            Pools::Postgres(_) => None,
+        };
+        with_conn!($store, |$conn| $body)
+    }};
 }
 
 /// The column values of `$message` (a `&NewOutboxMessage`) as a fresh `event_outbox` row written at `$now`, for
