@@ -237,10 +237,13 @@ impl Observer {
             {
                 state.duplicates += 1;
             }
+            // Order holds per topic (Kafka orders one topic's partition): the key is the topic plus the task or
+            // partition key, so a `sync.task` overtaking its `task.updated` on the other topic is no violation.
             let key = match state.order_by {
                 OrderBy::PartitionKey => text("partitionkey").or(query_key.as_deref()),
                 OrderBy::Subject => text("subject"),
-            };
+            }
+            .map(|key| format!("{}/{key}", topic_of(path_and_query)));
             let index;
             let sequence = match text("sequence") {
                 Some(sequence) => Some(sequence),
@@ -252,7 +255,7 @@ impl Observer {
                     None => None,
                 },
             };
-            state.order.observe(key, sequence);
+            state.order.observe(key.as_deref(), sequence);
         }
     }
 }
@@ -280,6 +283,12 @@ fn events_of(path_and_query: &str, body: &[u8]) -> Vec<Value> {
     } else {
         Vec::new()
     }
+}
+
+/// The topic of a publish URL: its last path segment.
+fn topic_of(path_and_query: &str) -> &str {
+    let path = path_and_query.split('?').next().unwrap_or_default();
+    path.rsplit('/').next().unwrap_or_default()
 }
 
 /// `metadata.partitionKey` of a publish URL, if given.
@@ -531,6 +540,41 @@ mod tests {
             assert_eq!(state.order.checked, 7, "u3 comes from the query");
             assert_eq!(state.order.out_of_order, 1);
             assert_eq!(state.first, Some(arrived));
+        });
+    }
+
+    #[test]
+    fn order_is_checked_per_topic() {
+        let observer = Observer::new(OrderBy::Subject);
+        let event = |sequence: &str| {
+            serde_json::to_vec(
+                &serde_json::json!({"id": sequence, "subject": "t", "sequence": sequence}),
+            )
+            .unwrap()
+        };
+        let now = OffsetDateTime::now_utc();
+        // The task's sync.task (sequence 2) overtakes its task.updated (1) on the other topic: no violation;
+        // an older event after a newer one on the same topic is one.
+        observer.observe(
+            "/v1.0/publish/p/task-updates",
+            &event("2"),
+            Instant::now(),
+            now,
+        );
+        observer.observe(
+            "/v1.0/publish/p/task-events",
+            &event("1"),
+            Instant::now(),
+            now,
+        );
+        observer.observe(
+            "/v1.0/publish/p/task-events",
+            &event("0"),
+            Instant::now(),
+            now,
+        );
+        observer.with(|state| {
+            assert_eq!((state.order.checked, state.order.out_of_order), (3, 1));
         });
     }
 
