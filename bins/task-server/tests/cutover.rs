@@ -2,93 +2,17 @@
 //! `serve` on a database the original created (never migrated by us): refused with a message naming
 //! `task-api migrate`, or migrated at start under `MIGRATE_ON_START=true`.
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod support;
+
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::Duration;
 
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
+use support::{Server, command, http};
 
 fn get(port: u16, path: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to the server");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).unwrap();
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).unwrap();
-    let status = answer
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    (status, answer)
-}
-
-struct Server {
-    child: Child,
-    port: u16,
-    lines: Vec<String>,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn command(dir: &std::path::Path, env: &[(&str, &str)]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_task-api"));
-    command
-        .current_dir(dir)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("PORT", "0")
-        .env("HOST", "127.0.0.1")
-        .env("LOG_FORMAT", "json")
-        .envs(env.iter().copied());
-    command
-}
-
-/// Starts the binary and waits for its "listening" line; the log lines up to it are kept.
-fn start(dir: &std::path::Path, env: &[(&str, &str)]) -> Server {
-    let child = command(dir, env)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn task-api");
-    // Owned by the guard from here on, so a failed wait still kills and reaps the process.
-    let mut server = Server {
-        child,
-        port: 0,
-        lines: Vec::new(),
-    };
-    let stdout = server.child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    while server.port == 0 {
-        let line = rx
-            .recv_timeout(Duration::from_secs(60))
-            .unwrap_or_else(|_| panic!("the server logs that it listens: {:#?}", server.lines));
-        let record: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
-        server.lines.push(line);
-        if record["msg"]
-            .as_str()
-            .is_some_and(|m| m.starts_with("listening on port"))
-        {
-            server.port = record["port"].as_u64().expect("port field") as u16;
-        }
-    }
-    server
+    http(port, "GET", path, &[], None)
 }
 
 fn temp_dir(tag: &str) -> std::path::PathBuf {
@@ -104,7 +28,7 @@ fn temp_dir(tag: &str) -> std::path::PathBuf {
 #[test]
 fn the_original_sqlite_url_form_is_mapped_and_logged() {
     let dir = temp_dir("sqlite");
-    let server = start(&dir, &[("DATABASE_URL", "sqlite+aiosqlite:///./todo.db")]);
+    let server = Server::start(&dir, &[("DATABASE_URL", "sqlite+aiosqlite:///./todo.db")]);
     assert_eq!(get(server.port, "/readyz").0, 200);
     assert!(
         dir.join("todo.db").exists(),
@@ -112,11 +36,11 @@ fn the_original_sqlite_url_form_is_mapped_and_logged() {
     );
     assert!(
         server
-            .lines
+            .startup
             .iter()
             .any(|line| line.contains("sqlite+aiosqlite") && line.contains("sqlite://./todo.db")),
         "{:#?}",
-        server.lines
+        server.startup
     );
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
@@ -214,9 +138,17 @@ fn serve_refuses_an_unmigrated_postgres_database_then_migrates_it_on_request() {
     let dir = temp_dir("pg");
 
     // The original's environment as it is: refused, naming the command to run.
-    let output = command(&dir, &[("DATABASE_URL", &url)])
-        .output()
-        .expect("run task-api");
+    let output = command(
+        &dir,
+        &[
+            ("DATABASE_URL", &url),
+            ("PORT", "0"),
+            ("HOST", "127.0.0.1"),
+            ("LOG_FORMAT", "json"),
+        ],
+    )
+    .output()
+    .expect("run task-api");
     assert!(
         !output.status.success(),
         "serve must refuse a schema it cannot use"
@@ -228,7 +160,7 @@ fn serve_refuses_an_unmigrated_postgres_database_then_migrates_it_on_request() {
     );
 
     // With MIGRATE_ON_START=true it migrates, serves, and is ready.
-    let server = start(
+    let server = Server::start(
         &dir,
         &[("DATABASE_URL", &url), ("MIGRATE_ON_START", "true")],
     );
@@ -236,25 +168,25 @@ fn serve_refuses_an_unmigrated_postgres_database_then_migrates_it_on_request() {
     assert_eq!(status, 200, "{ready}");
     assert!(
         server
-            .lines
+            .startup
             .iter()
             .any(|line| line.contains("postgresql+asyncpg")
                 && line.contains("using it as postgresql://")),
         "the mapping is logged: {:#?}",
-        server.lines
+        server.startup
     );
     assert!(
         server
-            .lines
+            .startup
             .iter()
             .any(|line| line.contains("applied migration")),
         "{:#?}",
-        server.lines
+        server.startup
     );
     drop(server);
 
     // Migrated now: a plain start serves without migrating.
-    let again = start(&dir, &[("DATABASE_URL", &url)]);
+    let again = Server::start(&dir, &[("DATABASE_URL", &url)]);
     assert_eq!(get(again.port, "/readyz").0, 200);
     drop(again);
     let _ = std::fs::remove_dir_all(&dir);
@@ -297,7 +229,7 @@ fn post_json(port: u16, path: &str, body: &str) -> u16 {
 #[test]
 fn concurrent_logins_stay_within_the_hashing_memory_bound() {
     let dir = temp_dir("memory");
-    let server = start(
+    let server = Server::start(
         &dir,
         &[
             ("RATE_LIMIT_AUTH_PER_MINUTE", "0"),

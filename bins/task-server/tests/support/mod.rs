@@ -55,16 +55,20 @@ pub(crate) fn command(dir: &Path, env: &[(&str, &str)]) -> Command {
     command
 }
 
-/// A running server; killed on drop.
+/// A running server; killed and reaped on drop.
 pub(crate) struct Server {
     pub(crate) child: Child,
+    /// The log lines after the "listening" line, as they come.
     pub(crate) lines: mpsc::Receiver<String>,
+    /// The log lines up to and including the "listening" line.
+    pub(crate) startup: Vec<String>,
     pub(crate) port: u16,
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -78,13 +82,20 @@ impl Server {
             ("LOG_LEVEL", "debug"),
         ];
         all.extend_from_slice(env);
-        let mut child = command(dir, &all)
+        let child = command(dir, &all)
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
+            .stderr(Stdio::null())
             .spawn()
             .expect("spawn task-api");
-        let stdout = child.stdout.take().unwrap();
         let (tx, lines) = mpsc::channel();
+        // Owned by the guard from here on, so a failed wait still kills and reaps the process.
+        let mut server = Server {
+            child,
+            lines,
+            startup: Vec::new(),
+            port: 0,
+        };
+        let stdout = server.child.stdout.take().unwrap();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 if tx.send(line).is_err() {
@@ -92,20 +103,23 @@ impl Server {
                 }
             }
         });
-        let mut port = 0;
-        while port == 0 {
-            let line = lines
+        while server.port == 0 {
+            let line = server
+                .lines
                 .recv_timeout(Duration::from_secs(60))
-                .expect("the server logs that it listens");
+                .unwrap_or_else(|_| {
+                    panic!("the server logs that it listens: {:#?}", server.startup)
+                });
             let record: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+            server.startup.push(line);
             if record["msg"]
                 .as_str()
                 .is_some_and(|m| m.starts_with("listening on port"))
             {
-                port = record["port"].as_u64().expect("port field") as u16;
+                server.port = record["port"].as_u64().expect("port field") as u16;
             }
         }
-        Server { child, lines, port }
+        server
     }
 
     /// Registers a user and returns its session cookie.
