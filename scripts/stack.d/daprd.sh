@@ -119,7 +119,8 @@ daprd_find() {
         echo "$PAKAURA_DAPRD_BIN"
         return
     fi
-    if [[ -f $DAPRD_PIDFILE ]] && candidate=$(readlink "/proc/$(<"$DAPRD_PIDFILE")/exe" 2>/dev/null) &&
+    # Only while the pid is still the stack's daprd: a stale pid file may name another process by now.
+    if daprd_running && candidate=$(readlink "/proc/$(<"$DAPRD_PIDFILE")/exe" 2>/dev/null) &&
         [[ -x $candidate ]]; then
         echo "$candidate"
         return

@@ -208,6 +208,38 @@ fn daprd_needs_an_app_id_and_an_executable() -> anyhow::Result<()> {
 }
 
 #[test]
+fn daprd_path_ignores_a_stale_pid_file() -> anyhow::Result<()> {
+    let state = StateDir::new();
+    // The stack's pid file names a live process that is not daprd: this test.
+    std::fs::create_dir_all(state.0.join("run"))?;
+    std::fs::write(
+        state.0.join("run/daprd.pid"),
+        std::process::id().to_string(),
+    )?;
+    // No build in the cache, no ~/.dapr: the daprd found is the one on PATH.
+    let bin = state.0.join("bin");
+    std::fs::create_dir_all(&bin)?;
+    let fake = bin.join("daprd");
+    std::fs::write(&fake, "#!/bin/sh\n")?;
+    std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+    let path = format!("{}:/usr/bin:/bin", bin.display());
+    let cache = state.0.join("cache");
+    let home = state.0.join("home");
+    let found = run_ok(
+        "scripts/daprd",
+        &["path"],
+        &state,
+        &[
+            ("PATH", path.as_str()),
+            ("PAKAURA_CACHE_DIR", cache.to_str().context("utf-8 path")?),
+            ("HOME", home.to_str().context("utf-8 path")?),
+        ],
+    )?;
+    assert_eq!(Path::new(found.trim()), fake);
+    Ok(())
+}
+
+#[test]
 fn an_example_sidecar_follows_the_kafka_port_of_the_stack() -> anyhow::Result<()> {
     let state = StateDir::new();
     let env = [
