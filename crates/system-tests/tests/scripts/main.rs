@@ -280,6 +280,42 @@ fn an_example_sidecar_follows_the_kafka_port_of_the_stack() -> anyhow::Result<()
 }
 
 #[test]
+fn kafka_listens_on_the_configured_ports() -> anyhow::Result<()> {
+    let state = StateDir::new();
+    // The service file's own config writer, as `scripts/stack up kafka` runs it before starting the broker.
+    let script = "source scripts/lib.sh && source scripts/stack.d/common.sh && source scripts/stack.d/kafka.sh \
+        && kafka_write_config && cat \"$PAKAURA_STATE_DIR/kafka/server.properties\"";
+    let mut command = Command::new("bash");
+    command.current_dir(repo_root()).args(["-c", script]);
+    for var in STACK_SETTINGS {
+        command.env_remove(var);
+    }
+    let output = command
+        .env("PAKAURA_STATE_DIR", &state.0)
+        .env("PAKAURA_KAFKA_PORT", "19292")
+        .env("PAKAURA_KAFKA_CONTROLLER_PORT", "19293")
+        .output()?;
+    ensure!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let properties = String::from_utf8(output.stdout)?;
+    for line in [
+        "controller.quorum.voters=1@127.0.0.1:19293",
+        "listeners=PLAINTEXT://127.0.0.1:19292,CONTROLLER://127.0.0.1:19293",
+        "advertised.listeners=PLAINTEXT://127.0.0.1:19292",
+    ] {
+        assert!(
+            properties.lines().any(|l| l == line),
+            "{line} missing from:\n{properties}"
+        );
+    }
+    assert!(!properties.contains("1909"), "{properties}");
+    Ok(())
+}
+
+#[test]
 fn stack_status_and_env_of_a_stack_that_is_not_running() -> anyhow::Result<()> {
     let state = StateDir::new();
     // Ports nothing listens on, so that no running stack is mistaken for this one.
