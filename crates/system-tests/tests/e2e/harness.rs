@@ -92,35 +92,30 @@ fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// `$PAKAURA_DAPRD_BIN`, else the binary of the stack's running daprd, else the newest one the stack built into its
-/// cache (the same search as `examples/run-with-daprd`).
+/// `scripts/daprd <args>`: the one way the repository finds and starts `daprd` (the stack and
+/// `examples/run-with-daprd` use it too).
+fn daprd_script() -> Command {
+    Command::new(repo_root().join("scripts/daprd"))
+}
+
+/// The daprd binary `scripts/daprd path` names: `$PAKAURA_DAPRD_BIN`, else the binary of the stack's running daprd,
+/// else the newest one the stack built into its cache, else `daprd` on `PATH` or `~/.dapr/bin/daprd`.
 fn daprd_binary() -> Result<PathBuf, String> {
-    if let Some(path) = std::env::var_os("PAKAURA_DAPRD_BIN") {
-        return Ok(PathBuf::from(path));
+    let output = daprd_script()
+        .arg("path")
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("running scripts/daprd path: {e}"))?;
+    let path = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    if output.status.success() && !path.is_empty() {
+        Ok(PathBuf::from(path))
+    } else {
+        Err(format!(
+            "scripts/daprd path failed ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        ))
     }
-    let state = std::env::var_os("PAKAURA_STATE_DIR")
-        .map_or_else(|| repo_root().join(".stack"), PathBuf::from);
-    if let Ok(pid) = std::fs::read_to_string(state.join("run/daprd.pid"))
-        && let Ok(exe) = std::fs::read_link(format!("/proc/{}/exe", pid.trim()))
-        && exe.is_file()
-    {
-        return Ok(exe);
-    }
-    let cache = std::env::var_os("PAKAURA_CACHE_DIR").map_or_else(
-        || PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/pakaura"),
-        PathBuf::from,
-    );
-    let mut built: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(cache.join("daprd"))
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|entry| entry.path().join("daprd"))
-        .filter_map(|path| Some((path.metadata().ok()?.modified().ok()?, path)))
-        .collect();
-    built.sort();
-    built.pop().map(|(_, path)| path).ok_or_else(|| {
-        "none running and none built: run `scripts/stack up` or set PAKAURA_DAPRD_BIN".to_owned()
-    })
 }
 
 /// A port that was free a moment ago on 127.0.0.1.
@@ -379,43 +374,25 @@ impl Daprd {
     /// (Re)starts it on the same ports and waits until it is healthy (60 s at most).
     pub(crate) async fn restart(&mut self) -> anyhow::Result<()> {
         self.child.kill();
-        let resources = repo_root().join("deploy/dapr/local");
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&self.log)
             .with_context(|| format!("opening {}", self.log.display()))?;
-        let child = Command::new(&self.bin)
-            .args([
-                "--app-id",
-                "pakaura-api",
-                "--mode",
-                "standalone",
-                "--resources-path",
-            ])
-            .arg(&resources)
-            .arg("--config")
-            .arg(resources.join("daprd-config.yaml"))
+        // `scripts/daprd exec` adds the stack's resources (for the stack's Kafka port) and loopback listeners, then
+        // execs this binary in its place, so that the child is daprd itself.
+        let child = daprd_script()
+            .env("PAKAURA_DAPRD_BIN", &self.bin)
+            .args(["exec", "--app-id", "pakaura-api"])
             .args(["--dapr-http-port", &self.http_port.to_string()])
             .args(["--dapr-grpc-port", &self.grpc_port.to_string()])
             .args(["--metrics-port", &self.metrics_port.to_string()])
-            .args([
-                "--dapr-listen-addresses",
-                "127.0.0.1",
-                "--dapr-internal-grpc-listen-address",
-                "127.0.0.1",
-                "--metrics-listen-address",
-                "127.0.0.1",
-                "--app-channel-address",
-                "127.0.0.1",
-                "--log-level",
-                "warn",
-            ])
+            .args(["--log-level", "warn"])
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
             .spawn()
-            .with_context(|| format!("starting {}", self.bin.display()))?;
+            .with_context(|| format!("starting scripts/daprd exec ({})", self.bin.display()))?;
         self.child = Killed(Some(child));
         DaprPublisher::new(&self.endpoint())
             .wait_until_ready(Duration::from_secs(60))
