@@ -13,7 +13,7 @@
 //! | `DAPR_HTTP_ENDPOINT` | unset | sidecar base URL (`http://host[:port]`, checked at start), wins over `DAPR_HTTP_PORT` |
 //! | `DAPR_API_TOKEN` | unset | sent as `dapr-api-token`; must be a valid header value |
 //! | `DAPR_PUBSUB_NAME` | `pubsub-kafka` | pubsub component |
-//! | `DAPR_PUBLISH_TIMEOUT` | `2.0` | per-publish deadline in seconds (float) |
+//! | `DAPR_PUBLISH_TIMEOUT` | `2.0` | per-publish deadline in seconds (float); also the sidecar connect timeout, at most 1 s |
 //! | `COOKIE_SECURE` | `false` | `Secure` attribute of the auth cookie |
 //! | `COOKIE_SAMESITE` | `lax` | `lax`, `strict` or `none` |
 //! | `FRONTEND_URL` | `http://localhost:3000` | allowed CORS origin: `http(s)://host[:port]`, never `*`; empty: no cross-origin access |
@@ -31,7 +31,7 @@
 //! | `OUTBOX_BATCH_SIZE` | `100` | rows the relay claims per round |
 //! | `OUTBOX_POLL_INTERVAL_MS` | `500` | relay polling interval |
 //! | `LOG_FORMAT` | `pretty` | `json` or `pretty` |
-//! | `LOG_LEVEL` | `info` | `trace`, `debug`, `info`, `warn`, `error`, `critical` |
+//! | `LOG_LEVEL` | `info` | `trace`, `debug`, `info`, `warn` (`warning`), `error`, `critical`: slog's names, any case |
 //! | `SHUTDOWN_TIMEOUT_SECONDS` | `25` | graceful shutdown deadline, one for both the request and the event drain |
 //! | `TASK_CONFIG` | unset | TOML file, same as `--config` |
 //! | `PASSWORD_HASH` | `argon2id` | algorithm of new and upgraded password hashes: `argon2id`, or `bcrypt` (cost 12, what the original service verifies: keep it while a rollback is possible) |

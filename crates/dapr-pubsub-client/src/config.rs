@@ -78,7 +78,7 @@ pub enum ConfigError {
 /// place (its own), not half in this crate.
 ///
 /// The API token is a [`SecretString`] (re-exported from the `secrecy` crate): `Debug` never
-/// shows it, and reading it takes an explicit [`ExposeSecret::expose_secret`].
+/// shows it, and reading it takes an explicit [`ExposeSecret::expose_secret`](crate::ExposeSecret::expose_secret).
 ///
 /// ```
 /// use dapr_pubsub_client::{ClientConfig, ExposeSecret};
@@ -196,7 +196,7 @@ impl ClientConfig {
         &self.base_url
     }
 
-    /// The API token, if any ([`ExposeSecret::expose_secret`] reads it; never log what that returns).
+    /// The API token, if any ([`ExposeSecret::expose_secret`](crate::ExposeSecret::expose_secret) reads it; never log what that returns).
     pub fn api_token(&self) -> Option<&SecretString> {
         self.api_token.as_ref()
     }
