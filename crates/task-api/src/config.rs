@@ -454,6 +454,32 @@ mod defaults_for_tests {
 mod checks {
     use super::*;
 
+    /// Issue 18: no config type of the libraries has a `Default`, which would let production pick up a value the
+    /// binary never chose. This stops compiling when one does (the call becomes ambiguous: the technique of
+    /// `static_assertions::assert_not_impl_any`).
+    #[test]
+    fn library_config_types_have_no_default() {
+        trait AmbiguousIfDefault<A> {
+            fn check() {}
+        }
+        impl<T> AmbiguousIfDefault<()> for T {}
+        struct HasDefault;
+        impl<T: Default> AmbiguousIfDefault<HasDefault> for T {}
+
+        <EventsConfig as AmbiguousIfDefault<_>>::check();
+        <HttpConfig as AmbiguousIfDefault<_>>::check();
+        <AuthConfig as AmbiguousIfDefault<_>>::check();
+        <PasswordConfig as AmbiguousIfDefault<_>>::check();
+        <PasswordHashAlgorithm as AmbiguousIfDefault<_>>::check();
+        <OutboxConfig as AmbiguousIfDefault<_>>::check();
+        <Topics as AmbiguousIfDefault<_>>::check();
+        <EventDelivery as AmbiguousIfDefault<_>>::check();
+        <CookieSameSite as AmbiguousIfDefault<_>>::check();
+        <ClientConfig as AmbiguousIfDefault<_>>::check();
+        <DispatcherConfig as AmbiguousIfDefault<_>>::check();
+        <crate::ServiceConfig as AmbiguousIfDefault<_>>::check();
+    }
+
     #[test]
     fn named_values_parse_in_any_case_and_print_as_they_parse() {
         for (input, value) in [
