@@ -13,7 +13,7 @@
 //! | `DAPR_HTTP_ENDPOINT` | unset | sidecar base URL (`http://host[:port]`, checked at start), wins over `DAPR_HTTP_PORT` |
 //! | `DAPR_API_TOKEN` | unset | sent as `dapr-api-token`; must be a valid header value |
 //! | `DAPR_PUBSUB_NAME` | `pubsub-kafka` | pubsub component |
-//! | `DAPR_PUBLISH_TIMEOUT` | `2.0` | per-publish deadline in seconds (float) |
+//! | `DAPR_PUBLISH_TIMEOUT` | `2.0` | per-publish deadline in seconds (float); also the sidecar connect timeout, at most 1 s |
 //! | `COOKIE_SECURE` | `false` | `Secure` attribute of the auth cookie |
 //! | `COOKIE_SAMESITE` | `lax` | `lax`, `strict` or `none` |
 //! | `FRONTEND_URL` | `http://localhost:3000` | allowed CORS origin: `http(s)://host[:port]`, never `*`; empty: no cross-origin access |
@@ -31,7 +31,7 @@
 //! | `OUTBOX_BATCH_SIZE` | `100` | rows the relay claims per round |
 //! | `OUTBOX_POLL_INTERVAL_MS` | `500` | relay polling interval |
 //! | `LOG_FORMAT` | `pretty` | `json` or `pretty` |
-//! | `LOG_LEVEL` | `info` | `trace`, `debug`, `info`, `warn`, `error`, `critical` |
+//! | `LOG_LEVEL` | `info` | `trace`, `debug`, `info`, `warn` (`warning`), `error`, `critical`: slog's names, any case |
 //! | `SHUTDOWN_TIMEOUT_SECONDS` | `25` | graceful shutdown deadline, one for both the request and the event drain |
 //! | `TASK_CONFIG` | unset | TOML file, same as `--config` |
 //! | `PASSWORD_HASH` | `argon2id` | algorithm of new and upgraded password hashes: `argon2id`, or `bcrypt` (cost 12, what the original service verifies: keep it while a rollback is possible) |
@@ -40,19 +40,33 @@
 //! | `MIGRATE_ON_START` | `false` | `serve` applies pending PostgreSQL migrations under an advisory lock instead of refusing to start |
 //!
 //! The TOML file uses the same names in lowercase (`port = 8080`).
+//!
+//! This module owns every default of the running service: the table above ([`Settings::default`]) and the
+//! constants below for what is not a setting. The library config types have no defaults of their own; the
+//! `defaults_for_tests` constructors of `task_api::config` give tests these same values, and a test here keeps
+//! them equal.
+//!
+//! Values with a fixed set of names (`EVENT_DELIVERY`, `COOKIE_SAMESITE`, `PASSWORD_HASH`, `LOG_FORMAT`,
+//! `LOG_LEVEL`) and `TRUSTED_PROXIES` are parsed once, when the settings load: [`Settings`] holds the parsed
+//! values.
 
+use std::fmt::Display;
 use std::path::Path;
+use std::str::FromStr;
 use std::time::Duration;
 
 use figment::providers::{Format, Serialized, Toml};
 use figment::value::{Dict, Map, Value};
 use figment::{Figment, Metadata, Profile, Provider};
-use serde::{Deserialize, Serialize};
+use secrecy::SecretString;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use task_api::config::{
-    AuthConfig, CookieSameSite, EventDelivery, EventsConfig, HttpConfig, OutboxConfig,
-    PasswordConfig, PasswordHashAlgorithm, Secret, Topics,
+    AuthConfig, ClientConfig, CookieSameSite, DispatcherConfig, EventDelivery, EventsConfig,
+    HttpConfig, OutboxConfig, PasswordConfig, PasswordHashAlgorithm, Topics,
 };
 use task_api::rate_limit::TrustedProxies;
+
+use crate::logging::LogFormat;
 
 /// Every environment variable the binary reads.
 pub(crate) const ENV_NAMES: &[&str] = &[
@@ -98,6 +112,40 @@ pub(crate) const ENV_NAMES: &[&str] = &[
 /// Attempts of a fire-and-forget event before it is given up (about 1.5 s of backoff, or 5 publish deadlines
 /// against a hanging sidecar): the queue is memory, and an outage longer than that is the outbox's job.
 const FIRE_AND_FORGET_MAX_ATTEMPTS: u32 = 5;
+/// Fire-and-forget: ordered publishing lanes, each with one request to the sidecar in flight.
+const FIRE_AND_FORGET_LANES: usize = 8;
+/// Fire-and-forget: the wait before the first retry, doubled per retry up to [`FIRE_AND_FORGET_MAX_BACKOFF`]; each
+/// wait is randomised between half and all of it.
+const FIRE_AND_FORGET_FIRST_BACKOFF: Duration = Duration::from_millis(100);
+/// Fire-and-forget: the longest wait between two attempts.
+const FIRE_AND_FORGET_MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// Outbox relay: the first retry delay of an event, doubled per attempt up to [`OUTBOX_MAX_BACKOFF`].
+const OUTBOX_FIRST_BACKOFF: Duration = Duration::from_millis(500);
+/// Outbox relay: the longest retry delay.
+const OUTBOX_MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// Outbox relay: how long it waits after being woken before claiming, so rows committed meanwhile share the round.
+const OUTBOX_LINGER: Duration = Duration::from_millis(5);
+
+/// The longest TCP connect to the sidecar. The sidecar is local (loopback, or the pod's own network), so a
+/// connection that has not come within a second is not coming: it fails as a connect error, which both delivery
+/// modes treat as an outage (retried), instead of using up the whole publish deadline. See
+/// [`dapr_connect_timeout`].
+const DAPR_CONNECT_TIMEOUT_CAP: Duration = Duration::from_secs(1);
+/// How long an idle connection to the sidecar is kept in the pool.
+const DAPR_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// The most idle connections to the sidecar kept in the pool (at least the lanes, so each keeps its connection).
+const DAPR_POOL_MAX_IDLE: usize = 32;
+
+/// The largest accepted JSON body in bytes (16 KiB; larger requests are answered 413, docs/SECURITY.md).
+const JSON_BODY_LIMIT_BYTES: usize = 16 * 1024;
+
+/// The sidecar connect timeout for a publish deadline (`DAPR_PUBLISH_TIMEOUT`): the deadline itself, at most
+/// [`DAPR_CONNECT_TIMEOUT_CAP`]. The deadline covers the connect too, so a longer connect timeout could never
+/// apply.
+fn dapr_connect_timeout(publish_timeout: Duration) -> Duration {
+    publish_timeout.min(DAPR_CONNECT_TIMEOUT_CAP)
+}
 /// The most `PASSWORD_HASH_CONCURRENCY`: 64 Argon2id computations hold 1.2 GiB.
 const MAX_PASSWORD_HASH_CONCURRENCY: usize = 64;
 
@@ -152,7 +200,8 @@ pub(crate) struct Settings {
     /// `COOKIE_SECURE`.
     pub(crate) cookie_secure: bool,
     /// `COOKIE_SAMESITE`.
-    pub(crate) cookie_samesite: String,
+    #[serde(with = "parsed")]
+    pub(crate) cookie_samesite: CookieSameSite,
     /// `FRONTEND_URL`.
     pub(crate) frontend_url: String,
     /// `RATE_LIMIT_AUTH_PER_MINUTE`.
@@ -160,13 +209,15 @@ pub(crate) struct Settings {
     /// `RATE_LIMIT_TASKS_PER_MINUTE`.
     pub(crate) rate_limit_tasks_per_minute: u32,
     /// `TRUSTED_PROXIES`: comma-separated IP addresses and CIDR ranges.
-    pub(crate) trusted_proxies: String,
+    #[serde(with = "trusted_proxies")]
+    pub(crate) trusted_proxies: TrustedProxies,
     /// `HOST`.
     pub(crate) host: String,
     /// `PORT`.
     pub(crate) port: u16,
     /// `EVENT_DELIVERY`.
-    pub(crate) event_delivery: String,
+    #[serde(with = "parsed")]
+    pub(crate) event_delivery: EventDelivery,
     /// `EVENT_QUEUE_CAPACITY`.
     pub(crate) event_queue_capacity: usize,
     /// `EVENT_BATCH_MAX`.
@@ -188,14 +239,17 @@ pub(crate) struct Settings {
     /// `OUTBOX_POLL_INTERVAL_MS`.
     pub(crate) outbox_poll_interval_ms: u64,
     /// `LOG_FORMAT`.
-    pub(crate) log_format: String,
+    #[serde(with = "parsed")]
+    pub(crate) log_format: LogFormat,
     /// `LOG_LEVEL`.
-    pub(crate) log_level: String,
+    #[serde(with = "log_level")]
+    pub(crate) log_level: slog::Level,
     /// `SHUTDOWN_TIMEOUT_SECONDS`.
     pub(crate) shutdown_timeout_seconds: u64,
     // ---- cutover and password hashing ----
     /// `PASSWORD_HASH`: `argon2id` or `bcrypt`.
-    pub(crate) password_hash: String,
+    #[serde(with = "parsed")]
+    pub(crate) password_hash: PasswordHashAlgorithm,
     /// `PASSWORD_HASH_CONCURRENCY`.
     pub(crate) password_hash_concurrency: usize,
     /// `PASSWORD_HASH_QUEUE_WAIT_MS`.
@@ -217,14 +271,14 @@ impl Default for Settings {
             dapr_pubsub_name: "pubsub-kafka".to_owned(),
             dapr_publish_timeout: 2.0,
             cookie_secure: false,
-            cookie_samesite: "lax".to_owned(),
+            cookie_samesite: CookieSameSite::Lax,
             frontend_url: "http://localhost:3000".to_owned(),
             rate_limit_auth_per_minute: 10,
             rate_limit_tasks_per_minute: 100,
-            trusted_proxies: String::new(),
+            trusted_proxies: TrustedProxies::default(),
             host: "0.0.0.0".to_owned(),
             port: 8000,
-            event_delivery: "fire-and-forget".to_owned(),
+            event_delivery: EventDelivery::FireAndForget,
             event_queue_capacity: 1_000,
             event_batch_max: 32,
             event_batch_linger_ms: 1,
@@ -235,14 +289,99 @@ impl Default for Settings {
             outbox_max_attempts: 20,
             outbox_batch_size: 100,
             outbox_poll_interval_ms: 500,
-            log_format: "pretty".to_owned(),
-            log_level: "info".to_owned(),
+            log_format: LogFormat::Pretty,
+            log_level: slog::Level::Info,
             shutdown_timeout_seconds: 25,
-            password_hash: "argon2id".to_owned(),
+            password_hash: PasswordHashAlgorithm::Argon2id,
             password_hash_concurrency: 4,
             password_hash_queue_wait_ms: 1_000,
             migrate_on_start: false,
         }
+    }
+}
+
+/// Serde for a setting read with `FromStr` and written with `Display`: parsed once, as the settings load. A bad
+/// value fails there, and figment's error names its key.
+mod parsed {
+    use super::*;
+
+    pub(super) fn serialize<T: Display, S: Serializer>(
+        value: &T,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(value)
+    }
+
+    pub(super) fn deserialize<'de, T, D>(deserializer: D) -> Result<T, D::Error>
+    where
+        T: FromStr<Err: Display>,
+        D: Deserializer<'de>,
+    {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Serde for `LOG_LEVEL`: slog's own names (`slog::Level: FromStr`, any case: `trace`, `debug`, `info`,
+/// `warn`/`warning`, `error`, `critical`, and their prefixes), written as lowercase full names.
+mod log_level {
+    use super::*;
+
+    pub(super) fn serialize<S: Serializer>(
+        level: &slog::Level,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&level.as_str().to_ascii_lowercase())
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<slog::Level, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.trim().parse().map_err(|()| {
+            serde::de::Error::custom("expected trace, debug, info, warn, error or critical")
+        })
+    }
+}
+
+/// Serde for `TRUSTED_PROXIES`: a comma-separated list of IP addresses and CIDR ranges.
+mod trusted_proxies {
+    use super::*;
+
+    pub(super) fn serialize<S: Serializer>(
+        proxies: &TrustedProxies,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        let list: Vec<String> = proxies.networks().iter().map(ToString::to_string).collect();
+        serializer.serialize_str(&list.join(","))
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<TrustedProxies, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        TrustedProxies::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+impl FromStr for LogFormat {
+    type Err = &'static str;
+
+    fn from_str(input: &str) -> Result<Self, Self::Err> {
+        match input.trim().to_ascii_lowercase().as_str() {
+            "json" => Ok(LogFormat::Json),
+            "pretty" | "terminal" | "text" => Ok(LogFormat::Pretty),
+            _ => Err("expected json or pretty"),
+        }
+    }
+}
+
+impl Display for LogFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            LogFormat::Json => "json",
+            LogFormat::Pretty => "pretty",
+        })
     }
 }
 
@@ -351,7 +490,6 @@ impl Settings {
                 postgresql+asyncpg://…",
             ));
         }
-        self.password_hash()?;
         if !(1..=MAX_PASSWORD_HASH_CONCURRENCY).contains(&self.password_hash_concurrency) {
             return Err(invalid(
                 "PASSWORD_HASH_CONCURRENCY",
@@ -384,8 +522,6 @@ impl Settings {
             task_api::config::check_dapr_endpoint(endpoint.trim_end_matches('/'))
                 .map_err(|reason| invalid("DAPR_HTTP_ENDPOINT", reason))?;
         }
-        self.same_site()?;
-        self.trusted_proxies()?;
         if self.dapr_pubsub_name.trim().is_empty() {
             return Err(invalid("DAPR_PUBSUB_NAME", "must not be empty"));
         }
@@ -411,7 +547,6 @@ impl Settings {
                 return Err(invalid(key, "must not be empty"));
             }
         }
-        self.delivery()?;
         if self.event_queue_capacity == 0 {
             return Err(invalid("EVENT_QUEUE_CAPACITY", "must be at least 1"));
         }
@@ -436,8 +571,6 @@ impl Settings {
         if self.outbox_poll_interval_ms == 0 {
             return Err(invalid("OUTBOX_POLL_INTERVAL_MS", "must be at least 1"));
         }
-        self.log_format()?;
-        self.log_level()?;
         Ok(())
     }
 
@@ -450,64 +583,6 @@ impl Settings {
     /// The SQLAlchemy form `DATABASE_URL` was written in (`postgresql+asyncpg`), when it was.
     pub(crate) fn database_url_sqlalchemy_form(&self) -> Option<String> {
         task_store::map_sqlalchemy_url(self.database_url.trim()).map(|m| m.sqlalchemy_form)
-    }
-
-    fn password_hash(&self) -> Result<PasswordHashAlgorithm, ConfigError> {
-        match self.password_hash.trim().to_ascii_lowercase().as_str() {
-            "argon2id" | "argon2" => Ok(PasswordHashAlgorithm::Argon2id),
-            "bcrypt" => Ok(PasswordHashAlgorithm::Bcrypt),
-            _ => Err(invalid("PASSWORD_HASH", "expected argon2id or bcrypt")),
-        }
-    }
-
-    fn same_site(&self) -> Result<CookieSameSite, ConfigError> {
-        match self.cookie_samesite.trim().to_ascii_lowercase().as_str() {
-            "lax" => Ok(CookieSameSite::Lax),
-            "strict" => Ok(CookieSameSite::Strict),
-            "none" => Ok(CookieSameSite::None),
-            _ => Err(invalid("COOKIE_SAMESITE", "expected lax, strict or none")),
-        }
-    }
-
-    fn trusted_proxies(&self) -> Result<TrustedProxies, ConfigError> {
-        TrustedProxies::parse(&self.trusted_proxies)
-            .map_err(|err| invalid("TRUSTED_PROXIES", err.to_string()))
-    }
-
-    fn delivery(&self) -> Result<EventDelivery, ConfigError> {
-        match self.event_delivery.trim().to_ascii_lowercase().as_str() {
-            "fire-and-forget" | "fire_and_forget" => Ok(EventDelivery::FireAndForget),
-            "outbox" => Ok(EventDelivery::Outbox),
-            _ => Err(invalid(
-                "EVENT_DELIVERY",
-                "expected fire-and-forget or outbox",
-            )),
-        }
-    }
-
-    /// The log format.
-    pub(crate) fn log_format(&self) -> Result<crate::logging::LogFormat, ConfigError> {
-        match self.log_format.trim().to_ascii_lowercase().as_str() {
-            "json" => Ok(crate::logging::LogFormat::Json),
-            "pretty" | "terminal" | "text" => Ok(crate::logging::LogFormat::Pretty),
-            _ => Err(invalid("LOG_FORMAT", "expected json or pretty")),
-        }
-    }
-
-    /// The log level.
-    pub(crate) fn log_level(&self) -> Result<slog::Level, ConfigError> {
-        match self.log_level.trim().to_ascii_lowercase().as_str() {
-            "trace" => Ok(slog::Level::Trace),
-            "debug" => Ok(slog::Level::Debug),
-            "info" => Ok(slog::Level::Info),
-            "warn" | "warning" => Ok(slog::Level::Warning),
-            "error" => Ok(slog::Level::Error),
-            "critical" => Ok(slog::Level::Critical),
-            _ => Err(invalid(
-                "LOG_LEVEL",
-                "expected trace, debug, info, warn, error or critical",
-            )),
-        }
     }
 
     /// Whether `JWT_SECRET` is set (otherwise a random secret is used).
@@ -528,7 +603,8 @@ impl Settings {
         Duration::from_secs(self.shutdown_timeout_seconds)
     }
 
-    /// The service configuration; `random_secret` is used when `JWT_SECRET` is unset.
+    /// The service configuration; `random_secret` is used when `JWT_SECRET` is unset. Every value is set here,
+    /// from a setting or a constant of this module: none comes from a library default.
     pub(crate) fn service_config(
         &self,
         random_secret: impl FnOnce() -> String,
@@ -548,30 +624,31 @@ impl Settings {
                     .then(|| frontend_url.trim_end_matches('/').to_owned()),
                 rate_limit_auth_per_minute: self.rate_limit_auth_per_minute,
                 rate_limit_tasks_per_minute: self.rate_limit_tasks_per_minute,
-                trusted_proxies: self.trusted_proxies()?,
-                ..HttpConfig::default()
+                trusted_proxies: self.trusted_proxies.clone(),
+                json_body_limit: JSON_BODY_LIMIT_BYTES,
             },
             auth: AuthConfig {
-                jwt_secret: Secret::new(jwt_secret),
+                jwt_secret: SecretString::from(jwt_secret),
                 cookie_secure: self.cookie_secure,
-                cookie_samesite: self.same_site()?,
+                cookie_samesite: self.cookie_samesite,
                 passwords: PasswordConfig {
-                    algorithm: self.password_hash()?,
+                    algorithm: self.password_hash,
                     concurrency: self.password_hash_concurrency,
                     queue_wait: Duration::from_millis(self.password_hash_queue_wait_ms),
                 },
             },
             events: EventsConfig {
                 dapr_enabled: self.dapr_enabled,
-                dapr_endpoint: self.dapr_endpoint(),
-                dapr_api_token: non_empty(&self.dapr_api_token).map(|t| Secret::new(t.to_owned())),
+                client: self.dapr_client()?,
                 pubsub_name: self.dapr_pubsub_name.trim().to_owned(),
-                publish_timeout: Duration::from_secs_f64(self.dapr_publish_timeout),
-                delivery: self.delivery()?,
-                queue_capacity: self.event_queue_capacity,
-                batch_max: self.event_batch_max,
-                batch_linger: Duration::from_millis(self.event_batch_linger_ms),
-                max_attempts: FIRE_AND_FORGET_MAX_ATTEMPTS,
+                delivery: self.event_delivery,
+                dispatcher: DispatcherConfig::new()
+                    .with_queue_capacity(self.event_queue_capacity)
+                    .with_concurrency(FIRE_AND_FORGET_LANES)
+                    .with_max_attempts(FIRE_AND_FORGET_MAX_ATTEMPTS)
+                    .with_backoff(FIRE_AND_FORGET_FIRST_BACKOFF, FIRE_AND_FORGET_MAX_BACKOFF)
+                    .with_max_batch(self.event_batch_max)
+                    .with_linger(Duration::from_millis(self.event_batch_linger_ms)),
                 source: self.event_source.trim().to_owned(),
                 topics: Topics {
                     task_events: self.topic_task_events.trim().to_owned(),
@@ -582,10 +659,33 @@ impl Settings {
                     batch_size: self.outbox_batch_size,
                     poll_interval: Duration::from_millis(self.outbox_poll_interval_ms),
                     max_attempts: self.outbox_max_attempts,
-                    ..OutboxConfig::default()
+                    base_backoff: OUTBOX_FIRST_BACKOFF,
+                    max_backoff: OUTBOX_MAX_BACKOFF,
+                    linger: OUTBOX_LINGER,
                 },
             },
             shutdown_timeout: self.shutdown_timeout(),
+        })
+    }
+
+    /// The sidecar client: endpoint, token, the publish deadline (`DAPR_PUBLISH_TIMEOUT`) as its request timeout,
+    /// the connect timeout of [`dapr_connect_timeout`], and the pool constants.
+    fn dapr_client(&self) -> Result<ClientConfig, ConfigError> {
+        let key = if non_empty(&self.dapr_http_endpoint).is_some() {
+            "DAPR_HTTP_ENDPOINT"
+        } else {
+            "DAPR_HTTP_PORT"
+        };
+        let publish_timeout = Duration::from_secs_f64(self.dapr_publish_timeout);
+        let client = ClientConfig::new(&self.dapr_endpoint())
+            .map_err(|err| invalid(key, err.to_string()))?
+            .with_request_timeout(publish_timeout)
+            .with_connect_timeout(dapr_connect_timeout(publish_timeout))
+            .with_pool_idle_timeout(DAPR_POOL_IDLE_TIMEOUT)
+            .with_pool_max_idle_per_host(DAPR_POOL_MAX_IDLE);
+        Ok(match non_empty(&self.dapr_api_token) {
+            Some(token) => client.with_api_token(token),
+            None => client,
         })
     }
 

@@ -137,7 +137,7 @@ async fn run(cli: Cli) -> Result<(), StartupError> {
         Some(Command::McpStdio { .. } | Command::Outbox(_)) => logging::LogTarget::Stderr,
         _ => logging::LogTarget::Stdout,
     };
-    let (log, _guard) = logging::build(settings.log_format()?, settings.log_level()?, target);
+    let (log, _guard) = logging::build(settings.log_format, settings.log_level, target);
     let service_config = settings.service_config(random_secret)?;
     info!(log, "effective configuration"; "config" => %settings.redacted(),
         "config_file" => cli.config.as_ref().map(|p| p.display().to_string()).unwrap_or_default());

@@ -109,7 +109,7 @@ impl PubSubClient {
 
         let api_token = match config.api_token() {
             None => Ok(None),
-            Some(token) => HeaderValue::from_str(token.expose())
+            Some(token) => HeaderValue::from_str(secrecy::ExposeSecret::expose_secret(token))
                 .map(|mut value| {
                     value.set_sensitive(true);
                     Some(value)

@@ -12,9 +12,9 @@
 //! The names are exported as constants ([`DAPR_HTTP_ENDPOINT`], [`DAPR_HTTP_PORT`],
 //! [`DAPR_API_TOKEN`]) so that an application with its own configuration system can map them.
 
-use std::fmt;
 use std::time::Duration;
 
+use secrecy::SecretString;
 use serde::Deserialize;
 
 /// Environment variable holding the sidecar's full HTTP base URL.
@@ -27,59 +27,14 @@ pub const DAPR_API_TOKEN: &str = "DAPR_API_TOKEN";
 /// The sidecar's default HTTP port.
 pub const DEFAULT_HTTP_PORT: u16 = 3500;
 
-const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
-const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
-const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
-const DEFAULT_POOL_MAX_IDLE_PER_HOST: usize = 32;
-
-/// A secret string (the Dapr API token) whose `Debug` and `Display` print `[redacted]`.
-///
-/// ```
-/// use dapr_pubsub_client::Secret;
-///
-/// let token = Secret::new("s3cr3t");
-/// assert_eq!(format!("{token:?} {token}"), "[redacted] [redacted]");
-/// assert_eq!(token.expose(), "s3cr3t");
-/// ```
-#[derive(Clone, PartialEq, Eq, Deserialize)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret value.
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    /// Returns the secret value. Never log what this returns.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("[redacted]")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("[redacted]")
-    }
-}
-
-impl From<String> for Secret {
-    fn from(value: String) -> Self {
-        Self(value)
-    }
-}
-
-impl From<&str> for Secret {
-    fn from(value: &str) -> Self {
-        Self(value.to_owned())
-    }
-}
+/// The connect timeout of [`ClientConfig::new`] when none is set.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+/// The request deadline of [`ClientConfig::new`] when none is set.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long [`ClientConfig::new`] keeps an idle pooled connection when nothing else is set.
+pub const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// The idle pooled connections [`ClientConfig::new`] keeps when nothing else is set.
+pub const DEFAULT_POOL_MAX_IDLE_PER_HOST: usize = 32;
 
 /// Why a [`ClientConfig`] could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -108,15 +63,30 @@ pub enum ConfigError {
 
 /// Configuration of a [`PubSubClient`](crate::PubSubClient).
 ///
-/// Required: the base URL. Everything else has a default and a `with_*` setter.
+/// Required: the base URL, the constructor's argument. Everything else has a `with_*` setter and,
+/// when not set, the value of a public constant:
 ///
-/// | setting | default |
+/// | setting | when not set |
 /// |---|---|
 /// | API token | none |
-/// | connect timeout | 500 ms |
-/// | request timeout (one deadline over connect, send and read) | 2 s |
-/// | pool idle timeout | 30 s |
-/// | maximum idle connections per host | 32 |
+/// | connect timeout | [`DEFAULT_CONNECT_TIMEOUT`] (500 ms) |
+/// | request timeout (one deadline over connect, send and read) | [`DEFAULT_REQUEST_TIMEOUT`] (2 s) |
+/// | pool idle timeout | [`DEFAULT_POOL_IDLE_TIMEOUT`] (30 s) |
+/// | maximum idle connections per host | [`DEFAULT_POOL_MAX_IDLE_PER_HOST`] (32) |
+///
+/// An application with its own configuration sets each of them, so that its values live in one
+/// place (its own), not half in this crate.
+///
+/// The API token is a [`SecretString`] (re-exported from the `secrecy` crate): `Debug` never
+/// shows it, and reading it takes an explicit [`ExposeSecret::expose_secret`](crate::ExposeSecret::expose_secret).
+///
+/// ```
+/// use dapr_pubsub_client::{ClientConfig, ExposeSecret};
+///
+/// let config = ClientConfig::localhost(3500).with_api_token("s3cr3t");
+/// assert!(!format!("{config:?}").contains("s3cr3t"));
+/// assert_eq!(config.api_token().map(ExposeSecret::expose_secret), Some("s3cr3t"));
+/// ```
 ///
 /// It also deserializes (for figment or serde users) from
 /// `{ "base_url": "...", "api_token": "...", "connect_timeout_ms": 500, "request_timeout_ms": 2000,
@@ -126,7 +96,7 @@ pub enum ConfigError {
 #[serde(try_from = "RawClientConfig")]
 pub struct ClientConfig {
     base_url: String,
-    api_token: Option<Secret>,
+    api_token: Option<SecretString>,
     connect_timeout: Duration,
     request_timeout: Duration,
     pool_idle_timeout: Duration,
@@ -192,7 +162,7 @@ impl ClientConfig {
     /// (the fallible constructors reject it up front).
     ///
     /// [`PublishError::InvalidRequest`]: crate::PublishError::InvalidRequest
-    pub fn with_api_token(mut self, token: impl Into<Secret>) -> Self {
+    pub fn with_api_token(mut self, token: impl Into<SecretString>) -> Self {
         self.api_token = Some(token.into());
         self
     }
@@ -226,8 +196,8 @@ impl ClientConfig {
         &self.base_url
     }
 
-    /// The API token, if any.
-    pub fn api_token(&self) -> Option<&Secret> {
+    /// The API token, if any ([`ExposeSecret::expose_secret`](crate::ExposeSecret::expose_secret) reads it; never log what that returns).
+    pub fn api_token(&self) -> Option<&SecretString> {
         self.api_token.as_ref()
     }
 
@@ -257,7 +227,7 @@ impl ClientConfig {
 struct RawClientConfig {
     base_url: String,
     #[serde(default)]
-    api_token: Option<Secret>,
+    api_token: Option<String>,
     #[serde(default)]
     connect_timeout_ms: Option<u64>,
     #[serde(default)]
@@ -273,8 +243,8 @@ impl TryFrom<RawClientConfig> for ClientConfig {
 
     fn try_from(raw: RawClientConfig) -> Result<Self, Self::Error> {
         let mut config = ClientConfig::new(&raw.base_url)?;
-        if let Some(token) = raw.api_token.filter(|token| !token.expose().is_empty()) {
-            config = config.with_api_token(checked_token(token.0)?);
+        if let Some(token) = raw.api_token.filter(|token| !token.is_empty()) {
+            config = config.with_api_token(checked_token(token)?);
         }
         if let Some(ms) = raw.connect_timeout_ms {
             config = config.with_connect_timeout(Duration::from_millis(ms));
@@ -293,9 +263,9 @@ impl TryFrom<RawClientConfig> for ClientConfig {
 }
 
 /// Rejects a token that cannot be sent as a header value.
-fn checked_token(token: String) -> Result<Secret, ConfigError> {
+fn checked_token(token: String) -> Result<SecretString, ConfigError> {
     match http::HeaderValue::from_str(&token) {
-        Ok(_) => Ok(Secret(token)),
+        Ok(_) => Ok(SecretString::from(token)),
         Err(_) => Err(ConfigError::InvalidApiToken),
     }
 }
@@ -343,6 +313,8 @@ fn redact_userinfo(input: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use secrecy::ExposeSecret;
+
     use super::*;
 
     fn lookup<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
@@ -382,7 +354,10 @@ mod tests {
         ]))
         .unwrap();
         assert_eq!(config.base_url(), "http://sidecar:9999");
-        assert_eq!(config.api_token().map(Secret::expose), Some("tok"));
+        assert_eq!(
+            config.api_token().map(ExposeSecret::expose_secret),
+            Some("tok")
+        );
 
         let config = ClientConfig::from_lookup(lookup(&[(DAPR_HTTP_PORT, "1234")])).unwrap();
         assert_eq!(config.base_url(), "http://127.0.0.1:1234");
@@ -403,7 +378,7 @@ mod tests {
         let config = ClientConfig::localhost(3500).with_api_token("very-secret");
         let debug = format!("{config:?}");
         assert!(!debug.contains("very-secret"), "{debug}");
-        assert!(debug.contains("[redacted]"), "{debug}");
+        assert!(debug.contains("[REDACTED]"), "{debug}");
     }
 
     #[test]
@@ -417,7 +392,10 @@ mod tests {
         assert_eq!(config.request_timeout(), Duration::from_millis(250));
         assert_eq!(config.connect_timeout(), DEFAULT_CONNECT_TIMEOUT);
         assert_eq!(config.pool_max_idle_per_host(), 4);
-        assert_eq!(config.api_token().map(Secret::expose), Some("t"));
+        assert_eq!(
+            config.api_token().map(ExposeSecret::expose_secret),
+            Some("t")
+        );
         assert!(serde_json::from_str::<ClientConfig>(r#"{"base_url":"nope"}"#).is_err());
     }
 }

@@ -20,7 +20,8 @@ pub use crate::client::{
 };
 pub use crate::config::{
     ClientConfig, ConfigError, DAPR_API_TOKEN, DAPR_HTTP_ENDPOINT, DAPR_HTTP_PORT,
-    DEFAULT_HTTP_PORT, Secret,
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_HTTP_PORT, DEFAULT_POOL_IDLE_TIMEOUT,
+    DEFAULT_POOL_MAX_IDLE_PER_HOST, DEFAULT_REQUEST_TIMEOUT,
 };
 pub use crate::consumer::{Admission, ConsumerGuard};
 pub use crate::dispatcher::{
@@ -37,6 +38,10 @@ pub use crate::subscribe::{
     BulkSubscribeResponse, BulkSubscribeResponseEntry, Routes, Rule, SUBSCRIBE_PATH, Subscription,
     TopicEvent,
 };
+
+/// The API token's type and the trait that reads it, re-exported from `secrecy` so that callers
+/// need no dependency of their own.
+pub use secrecy::{ExposeSecret, SecretString};
 
 /// Re-export of the CloudEvents crate this client publishes.
 pub use cloudevents_model;

@@ -102,7 +102,7 @@ fn now_secs() -> u64 {
 impl Authenticator {
     /// An authenticator for `config`.
     pub fn new(config: &AuthConfig) -> Self {
-        let secret = config.jwt_secret.expose().as_bytes();
+        let secret = secrecy::ExposeSecret::expose_secret(&config.jwt_secret).as_bytes();
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = 0;
         validation.set_required_spec_claims(&["exp", "sub"]);
@@ -540,15 +540,9 @@ impl Passwords {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Secret;
 
     fn authenticator(secret: &str) -> Authenticator {
-        Authenticator::new(&AuthConfig {
-            jwt_secret: Secret::new(secret.to_owned()),
-            cookie_secure: false,
-            cookie_samesite: CookieSameSite::Lax,
-            passwords: crate::config::PasswordConfig::default(),
-        })
+        Authenticator::new(&AuthConfig::defaults_for_tests(secret))
     }
 
     #[test]

@@ -1,43 +1,50 @@
 //! Configuration types of the service. The binary composes them from files and the environment; this crate
 //! never reads either.
+//!
+//! The binary also owns every default value (`Settings` in `bins/task-server/src/config.rs`): none of these types
+//! implements `Default`, so no production value can come from here unnoticed. Tests that need a whole configuration
+//! take the binary's defaults from the `defaults_for_tests` constructors (this crate's `test-util` feature), which a
+//! test in the binary keeps equal to its own.
+//!
+//! The enums read their setting's values with `FromStr` (case-insensitive, surrounding blanks ignored) and print
+//! them with `Display`, so the binary parses each value once, when it loads its settings.
 
 use std::fmt;
+use std::str::FromStr;
 use std::time::Duration;
+
+/// The sidecar client's and the dispatcher's settings, which [`EventsConfig`] contains; re-exported for the binary.
+pub use dapr_pubsub_client::{ClientConfig, DispatcherConfig};
+use secrecy::SecretString;
 
 use crate::rate_limit::TrustedProxies;
 
-/// A secret string whose `Debug` and `Display` print `[redacted]`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret value.
-    pub fn new(value: String) -> Self {
-        Self(value)
-    }
-
-    /// The secret itself; never log it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
+/// A value that is not one of a setting's names.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("expected {expected}")]
+pub struct UnknownValue {
+    /// The accepted names, for the message.
+    expected: &'static str,
 }
 
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("[redacted]")
-    }
+/// Finds `input` (trimmed, any case) among `names`, each an accepted spelling and its value.
+fn parse_name<T: Copy>(
+    input: &str,
+    names: &[(&str, T)],
+    expected: &'static str,
+) -> Result<T, UnknownValue> {
+    let input = input.trim();
+    names
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case(input))
+        .map(|(_, value)| *value)
+        .ok_or(UnknownValue { expected })
 }
 
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("[redacted]")
-    }
-}
-
-/// The `SameSite` attribute of the auth cookie.
+/// The `SameSite` attribute of the auth cookie (`COOKIE_SAMESITE`: `lax`, `strict` or `none`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CookieSameSite {
-    /// `SameSite=Lax` (the default).
+    /// `SameSite=Lax`.
     Lax,
     /// `SameSite=Strict`.
     Strict,
@@ -45,11 +52,37 @@ pub enum CookieSameSite {
     None,
 }
 
+impl FromStr for CookieSameSite {
+    type Err = UnknownValue;
+
+    fn from_str(input: &str) -> Result<Self, Self::Err> {
+        parse_name(
+            input,
+            &[
+                ("lax", Self::Lax),
+                ("strict", Self::Strict),
+                ("none", Self::None),
+            ],
+            "lax, strict or none",
+        )
+    }
+}
+
+impl fmt::Display for CookieSameSite {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Lax => "lax",
+            Self::Strict => "strict",
+            Self::None => "none",
+        })
+    }
+}
+
 /// Token signing and cookie settings.
 #[derive(Debug, Clone)]
 pub struct AuthConfig {
     /// The HS256 secret (`JWT_SECRET`).
-    pub jwt_secret: Secret,
+    pub jwt_secret: SecretString,
     /// Whether the cookie is `Secure` (`COOKIE_SECURE`).
     pub cookie_secure: bool,
     /// The cookie's `SameSite` (`COOKIE_SAMESITE`).
@@ -58,15 +91,40 @@ pub struct AuthConfig {
     pub passwords: PasswordConfig,
 }
 
-/// The algorithm of new and upgraded password hashes (`PASSWORD_HASH`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// The algorithm of new and upgraded password hashes (`PASSWORD_HASH`: `argon2id`, also spelt `argon2`, or
+/// `bcrypt`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PasswordHashAlgorithm {
-    /// Argon2id with the OWASP minimum parameters (m = 19 MiB, t = 2, p = 1), the default.
-    #[default]
+    /// Argon2id with the OWASP minimum parameters (m = 19 MiB, t = 2, p = 1).
     Argon2id,
     /// bcrypt cost 12, the original service's format: keep it while a rollback to the original is possible,
     /// since the original verifies bcrypt only.
     Bcrypt,
+}
+
+impl FromStr for PasswordHashAlgorithm {
+    type Err = UnknownValue;
+
+    fn from_str(input: &str) -> Result<Self, Self::Err> {
+        parse_name(
+            input,
+            &[
+                ("argon2id", Self::Argon2id),
+                ("argon2", Self::Argon2id),
+                ("bcrypt", Self::Bcrypt),
+            ],
+            "argon2id or bcrypt",
+        )
+    }
+}
+
+impl fmt::Display for PasswordHashAlgorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Argon2id => "argon2id",
+            Self::Bcrypt => "bcrypt",
+        })
+    }
 }
 
 /// How passwords are hashed and how much hashing may run at once.
@@ -82,16 +140,6 @@ pub struct PasswordConfig {
     pub queue_wait: Duration,
 }
 
-impl Default for PasswordConfig {
-    fn default() -> Self {
-        Self {
-            algorithm: PasswordHashAlgorithm::Argon2id,
-            concurrency: 4,
-            queue_wait: Duration::from_millis(1_000),
-        }
-    }
-}
-
 /// HTTP front settings.
 #[derive(Debug, Clone)]
 pub struct HttpConfig {
@@ -99,8 +147,8 @@ pub struct HttpConfig {
     pub frontend_url: Option<String>,
     /// Requests per minute per client address on the auth routes; 0 disables the limit.
     pub rate_limit_auth_per_minute: u32,
-    /// The proxies whose `X-Forwarded-For` gives the client address of that limit (`TRUSTED_PROXIES`); empty by
-    /// default, when the address is always the connection's peer.
+    /// The proxies whose `X-Forwarded-For` gives the client address of that limit (`TRUSTED_PROXIES`); when
+    /// empty, the address is always the connection's peer.
     pub trusted_proxies: TrustedProxies,
     /// Requests per minute per user on the task routes; 0 disables the limit.
     pub rate_limit_tasks_per_minute: u32,
@@ -108,46 +156,50 @@ pub struct HttpConfig {
     pub json_body_limit: usize,
 }
 
-impl Default for HttpConfig {
-    fn default() -> Self {
-        Self {
-            frontend_url: None,
-            rate_limit_auth_per_minute: 10,
-            trusted_proxies: TrustedProxies::default(),
-            rate_limit_tasks_per_minute: 100,
-            json_body_limit: 16 * 1024,
-        }
-    }
-}
-
-/// How events reach the sidecar.
+/// How events reach the sidecar (`EVENT_DELIVERY`: `fire-and-forget`, also spelt `fire_and_forget`, or
+/// `outbox`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventDelivery {
-    /// A bounded in-memory queue published in the background; drops are counted (the default).
+    /// A bounded in-memory queue published in the background; drops are counted.
     FireAndForget,
     /// Rows in `event_outbox` written in the mutation's transaction, published by a relay.
     Outbox,
 }
 
+impl FromStr for EventDelivery {
+    type Err = UnknownValue;
+
+    fn from_str(input: &str) -> Result<Self, Self::Err> {
+        parse_name(
+            input,
+            &[
+                ("fire-and-forget", Self::FireAndForget),
+                ("fire_and_forget", Self::FireAndForget),
+                ("outbox", Self::Outbox),
+            ],
+            "fire-and-forget or outbox",
+        )
+    }
+}
+
+impl fmt::Display for EventDelivery {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::FireAndForget => "fire-and-forget",
+            Self::Outbox => "outbox",
+        })
+    }
+}
+
 /// The topic of each event family.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Topics {
-    /// `task.*` events (`TOPIC_TASK_EVENTS`, default `task-events`).
+    /// `task.*` events (`TOPIC_TASK_EVENTS`).
     pub task_events: String,
-    /// `sync.task` events (`TOPIC_TASK_UPDATES`, default `task-updates`).
+    /// `sync.task` events (`TOPIC_TASK_UPDATES`).
     pub task_updates: String,
-    /// `reminder.*` events (`TOPIC_REMINDERS`, default `reminders`).
+    /// `reminder.*` events (`TOPIC_REMINDERS`).
     pub reminders: String,
-}
-
-impl Default for Topics {
-    fn default() -> Self {
-        Self {
-            task_events: "task-events".to_owned(),
-            task_updates: "task-updates".to_owned(),
-            reminders: "reminders".to_owned(),
-        }
-    }
 }
 
 /// Settings of the outbox relay.
@@ -170,44 +222,24 @@ pub struct OutboxConfig {
     pub linger: Duration,
 }
 
-impl Default for OutboxConfig {
-    fn default() -> Self {
-        Self {
-            batch_size: 100,
-            poll_interval: Duration::from_millis(500),
-            max_attempts: 20,
-            base_backoff: Duration::from_millis(500),
-            max_backoff: Duration::from_secs(60),
-            linger: Duration::from_millis(5),
-        }
-    }
-}
-
 /// Event building and publishing settings.
 #[derive(Debug, Clone)]
 pub struct EventsConfig {
     /// Whether events are sent to the sidecar (`DAPR_ENABLED`); otherwise they are logged at DEBUG.
     pub dapr_enabled: bool,
-    /// The sidecar's base URL (`DAPR_HTTP_ENDPOINT`, or `http://127.0.0.1:{DAPR_HTTP_PORT}`).
-    pub dapr_endpoint: String,
-    /// The sidecar API token (`DAPR_API_TOKEN`).
-    pub dapr_api_token: Option<Secret>,
-    /// The pubsub component (`DAPR_PUBSUB_NAME`, default `pubsub-kafka`).
+    /// The sidecar client, used by both delivery modes: its base URL (`DAPR_HTTP_ENDPOINT`, or
+    /// `http://127.0.0.1:{DAPR_HTTP_PORT}`), API token (`DAPR_API_TOKEN`), timeouts and connection pool. Its request
+    /// timeout is the per-publish deadline (`DAPR_PUBLISH_TIMEOUT`), see [`EventsConfig::publish_timeout`].
+    pub client: ClientConfig,
+    /// The pubsub component (`DAPR_PUBSUB_NAME`).
     pub pubsub_name: String,
-    /// The per-publish deadline (`DAPR_PUBLISH_TIMEOUT`, default 2 s).
-    pub publish_timeout: Duration,
     /// The delivery mode (`EVENT_DELIVERY`).
     pub delivery: EventDelivery,
-    /// The in-memory queue capacity (`EVENT_QUEUE_CAPACITY`).
-    pub queue_capacity: usize,
-    /// Fire-and-forget: the most queued events of one topic and trace, one per user, sent as one bulk publish request
-    /// (`EVENT_BATCH_MAX`; 1 sends every event on its own).
-    pub batch_max: usize,
-    /// Fire-and-forget: how long a publishing lane waits for a batch to fill (`EVENT_BATCH_LINGER_MS`).
-    pub batch_linger: Duration,
-    /// Fire-and-forget: attempts of one event before it is given up and counted in `events_failed_total`.
-    pub max_attempts: u32,
-    /// The CloudEvents `source` (`EVENT_SOURCE`, default `pakaura/api`).
+    /// Fire-and-forget: the dispatcher's queue capacity (`EVENT_QUEUE_CAPACITY`), batching (`EVENT_BATCH_MAX`,
+    /// `EVENT_BATCH_LINGER_MS`; one event per user and trace in a request), lanes, attempts and backoff. An event
+    /// given up after its attempts is counted in `events_failed_total`.
+    pub dispatcher: DispatcherConfig,
+    /// The CloudEvents `source` (`EVENT_SOURCE`).
     pub source: String,
     /// Topic names.
     pub topics: Topics,
@@ -215,23 +247,10 @@ pub struct EventsConfig {
     pub outbox: OutboxConfig,
 }
 
-impl Default for EventsConfig {
-    fn default() -> Self {
-        Self {
-            dapr_enabled: false,
-            dapr_endpoint: "http://127.0.0.1:3500".to_owned(),
-            dapr_api_token: None,
-            pubsub_name: "pubsub-kafka".to_owned(),
-            publish_timeout: Duration::from_secs(2),
-            delivery: EventDelivery::FireAndForget,
-            queue_capacity: 10_000,
-            batch_max: 32,
-            batch_linger: Duration::from_millis(1),
-            max_attempts: 5,
-            source: "pakaura/api".to_owned(),
-            topics: Topics::default(),
-            outbox: OutboxConfig::default(),
-        }
+impl EventsConfig {
+    /// The per-publish deadline of both delivery modes (`DAPR_PUBLISH_TIMEOUT`): the client's request timeout.
+    pub fn publish_timeout(&self) -> Duration {
+        self.client.request_timeout()
     }
 }
 
@@ -310,9 +329,197 @@ pub fn check_header_value(value: &str) -> Result<(), String> {
         })
 }
 
+/// The binary's default configuration, for tests that must run what production runs (issue 18: the tests used to
+/// build on library defaults that production never had). Each value is the one `Settings::default()` gives in
+/// `bins/task-server/src/config.rs`, which owns them; the test
+/// `the_test_constructors_give_the_binary_defaults` there fails when the two differ. Tests change what they need
+/// on top (a shorter deadline, no rate limits) and say so.
+#[cfg(any(test, feature = "test-util"))]
+mod defaults_for_tests {
+    use std::time::Duration;
+
+    use dapr_pubsub_client::{ClientConfig, DispatcherConfig};
+    use secrecy::SecretString;
+    use task_store::DbConfig;
+
+    use super::{
+        AuthConfig, CookieSameSite, EventDelivery, EventsConfig, HttpConfig, OutboxConfig,
+        PasswordConfig, PasswordHashAlgorithm, Topics,
+    };
+    use crate::ServiceConfig;
+    use crate::rate_limit::TrustedProxies;
+
+    impl ServiceConfig {
+        /// The binary's defaults on `database`, signing tokens with `jwt_secret`.
+        pub fn defaults_for_tests(database: DbConfig, jwt_secret: &str) -> Self {
+            Self {
+                database,
+                http: HttpConfig::defaults_for_tests(),
+                auth: AuthConfig::defaults_for_tests(jwt_secret),
+                events: EventsConfig::defaults_for_tests(),
+                shutdown_timeout: Duration::from_secs(25),
+            }
+        }
+    }
+
+    impl HttpConfig {
+        /// The binary's defaults.
+        pub fn defaults_for_tests() -> Self {
+            Self {
+                frontend_url: Some("http://localhost:3000".to_owned()),
+                rate_limit_auth_per_minute: 10,
+                trusted_proxies: TrustedProxies::default(),
+                rate_limit_tasks_per_minute: 100,
+                json_body_limit: 16 * 1024,
+            }
+        }
+    }
+
+    impl AuthConfig {
+        /// The binary's defaults, signing tokens with `jwt_secret`.
+        pub fn defaults_for_tests(jwt_secret: &str) -> Self {
+            Self {
+                jwt_secret: SecretString::from(jwt_secret),
+                cookie_secure: false,
+                cookie_samesite: CookieSameSite::Lax,
+                passwords: PasswordConfig::defaults_for_tests(),
+            }
+        }
+    }
+
+    impl PasswordConfig {
+        /// The binary's defaults.
+        pub fn defaults_for_tests() -> Self {
+            Self {
+                algorithm: PasswordHashAlgorithm::Argon2id,
+                concurrency: 4,
+                queue_wait: Duration::from_millis(1_000),
+            }
+        }
+    }
+
+    impl EventsConfig {
+        /// The binary's defaults: publishing off, fire-and-forget, the sidecar on `127.0.0.1:3500`.
+        pub fn defaults_for_tests() -> Self {
+            Self {
+                dapr_enabled: false,
+                client: ClientConfig::localhost(3500)
+                    .with_request_timeout(Duration::from_secs(2))
+                    .with_connect_timeout(Duration::from_secs(1))
+                    .with_pool_idle_timeout(Duration::from_secs(30))
+                    .with_pool_max_idle_per_host(32),
+                pubsub_name: "pubsub-kafka".to_owned(),
+                delivery: EventDelivery::FireAndForget,
+                dispatcher: DispatcherConfig::new()
+                    .with_queue_capacity(1_000)
+                    .with_concurrency(8)
+                    .with_max_attempts(5)
+                    .with_backoff(Duration::from_millis(100), Duration::from_secs(5))
+                    .with_max_batch(32)
+                    .with_linger(Duration::from_millis(1)),
+                source: "pakaura/api".to_owned(),
+                topics: Topics::defaults_for_tests(),
+                outbox: OutboxConfig::defaults_for_tests(),
+            }
+        }
+    }
+
+    impl Topics {
+        /// The binary's defaults.
+        pub fn defaults_for_tests() -> Self {
+            Self {
+                task_events: "task-events".to_owned(),
+                task_updates: "task-updates".to_owned(),
+                reminders: "reminders".to_owned(),
+            }
+        }
+    }
+
+    impl OutboxConfig {
+        /// The binary's defaults.
+        pub fn defaults_for_tests() -> Self {
+            Self {
+                batch_size: 100,
+                poll_interval: Duration::from_millis(500),
+                max_attempts: 20,
+                base_backoff: Duration::from_millis(500),
+                max_backoff: Duration::from_secs(60),
+                linger: Duration::from_millis(5),
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod checks {
     use super::*;
+
+    /// Issue 18: no config type of the libraries has a `Default`, which would let production pick up a value the
+    /// binary never chose. This stops compiling when one does (the call becomes ambiguous: the technique of
+    /// `static_assertions::assert_not_impl_any`).
+    #[test]
+    fn library_config_types_have_no_default() {
+        trait AmbiguousIfDefault<A> {
+            fn check() {}
+        }
+        impl<T> AmbiguousIfDefault<()> for T {}
+        struct HasDefault;
+        impl<T: Default> AmbiguousIfDefault<HasDefault> for T {}
+
+        <EventsConfig as AmbiguousIfDefault<_>>::check();
+        <HttpConfig as AmbiguousIfDefault<_>>::check();
+        <AuthConfig as AmbiguousIfDefault<_>>::check();
+        <PasswordConfig as AmbiguousIfDefault<_>>::check();
+        <PasswordHashAlgorithm as AmbiguousIfDefault<_>>::check();
+        <OutboxConfig as AmbiguousIfDefault<_>>::check();
+        <Topics as AmbiguousIfDefault<_>>::check();
+        <EventDelivery as AmbiguousIfDefault<_>>::check();
+        <CookieSameSite as AmbiguousIfDefault<_>>::check();
+        <ClientConfig as AmbiguousIfDefault<_>>::check();
+        <DispatcherConfig as AmbiguousIfDefault<_>>::check();
+        <crate::ServiceConfig as AmbiguousIfDefault<_>>::check();
+    }
+
+    #[test]
+    fn named_values_parse_in_any_case_and_print_as_they_parse() {
+        for (input, value) in [
+            ("lax", CookieSameSite::Lax),
+            (" Strict ", CookieSameSite::Strict),
+            ("NONE", CookieSameSite::None),
+        ] {
+            assert_eq!(input.parse::<CookieSameSite>(), Ok(value), "{input}");
+            assert_eq!(value.to_string().parse::<CookieSameSite>(), Ok(value));
+        }
+        for (input, value) in [
+            ("fire-and-forget", EventDelivery::FireAndForget),
+            ("Fire_And_Forget", EventDelivery::FireAndForget),
+            ("outbox", EventDelivery::Outbox),
+        ] {
+            assert_eq!(input.parse::<EventDelivery>(), Ok(value), "{input}");
+            assert_eq!(value.to_string().parse::<EventDelivery>(), Ok(value));
+        }
+        for (input, value) in [
+            ("argon2id", PasswordHashAlgorithm::Argon2id),
+            ("ARGON2", PasswordHashAlgorithm::Argon2id),
+            ("bcrypt", PasswordHashAlgorithm::Bcrypt),
+        ] {
+            assert_eq!(input.parse::<PasswordHashAlgorithm>(), Ok(value), "{input}");
+            assert_eq!(
+                value.to_string().parse::<PasswordHashAlgorithm>(),
+                Ok(value)
+            );
+        }
+        assert_eq!(
+            "sometimes"
+                .parse::<CookieSameSite>()
+                .unwrap_err()
+                .to_string(),
+            "expected lax, strict or none"
+        );
+        assert!("carrier-pigeon".parse::<EventDelivery>().is_err());
+        assert!("md5".parse::<PasswordHashAlgorithm>().is_err());
+        assert!("".parse::<PasswordHashAlgorithm>().is_err());
+    }
 
     #[test]
     fn cors_origins_are_checked_like_actix_cors_uses_them() {

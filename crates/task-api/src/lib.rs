@@ -26,7 +26,7 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{Server, ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::http::{Method, header};
 use actix_web::{App, HttpServer, web};
-use dapr_pubsub_client::{ClientConfig, Dispatcher, DispatcherConfig, PubSubClient};
+use dapr_pubsub_client::{Dispatcher, PubSubClient};
 use slog::{Logger, info, o, warn};
 use task_store::{DbConfig, OpenError, Store};
 use utoipa::OpenApi;
@@ -68,9 +68,6 @@ pub enum StartupError {
     /// The database could not be opened or migrated.
     #[error("cannot open the database")]
     Database(#[source] Box<OpenError>),
-    /// The sidecar client configuration is invalid.
-    #[error("invalid dapr sidecar configuration")]
-    Dapr(#[source] Box<dapr_pubsub_client::ConfigError>),
     /// The HTTP server could not start.
     #[error("cannot start the http server")]
     Http(#[source] std::io::Error),
@@ -148,25 +145,10 @@ pub fn build_delivery(
             Background::default(),
         ));
     }
-    let mut client_config = ClientConfig::new(&events.dapr_endpoint)
-        .map_err(|err| StartupError::Dapr(Box::new(err)))?
-        .with_request_timeout(events.publish_timeout)
-        .with_connect_timeout(events.publish_timeout.min(Duration::from_secs(1)));
-    if let Some(token) = &events.dapr_api_token {
-        client_config = client_config.with_api_token(token.expose().to_owned());
-    }
-    let client = PubSubClient::new(client_config, log.clone());
+    let client = PubSubClient::new(events.client.clone(), log.clone());
     match events.delivery {
         EventDelivery::FireAndForget => {
-            let dispatcher = Dispatcher::spawn(
-                client,
-                DispatcherConfig::new()
-                    .with_queue_capacity(events.queue_capacity)
-                    .with_max_batch(events.batch_max)
-                    .with_linger(events.batch_linger)
-                    .with_max_attempts(events.max_attempts),
-                log.clone(),
-            );
+            let dispatcher = Dispatcher::spawn(client, events.dispatcher.clone(), log.clone());
             let publisher: Arc<dyn EventPublisher> =
                 Arc::new(DaprPublisher::new(dispatcher, &events.pubsub_name, log));
             Ok((
@@ -181,7 +163,7 @@ pub fn build_delivery(
                 client,
                 &events.pubsub_name,
                 events.outbox.clone(),
-                events.publish_timeout,
+                events.publish_timeout(),
                 log,
             );
             let delivery = Delivery::Outbox {
@@ -232,7 +214,7 @@ pub async fn build(config: &ServiceConfig, log: &Logger) -> Result<Built, Startu
     let (publisher, delivery, background) = build_delivery(&config.events, &store, log)?;
     info!(log, "event delivery configured"; "dapr_enabled" => config.events.dapr_enabled,
         "delivery" => ?config.events.delivery, "pubsub" => &config.events.pubsub_name,
-        "endpoint" => &config.events.dapr_endpoint);
+        "endpoint" => config.events.client.base_url());
     let state = build_state(config, store.clone(), publisher, delivery, log);
     match state.passwords.detect_stored_formats(&store).await {
         Ok((bcrypt, argon2)) => info!(log, "password hashing configured";

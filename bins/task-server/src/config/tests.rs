@@ -8,6 +8,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use figment::Jail;
+use secrecy::ExposeSecret;
 use task_api::config::{CookieSameSite, EventDelivery};
 
 use super::*;
@@ -37,9 +38,9 @@ fn no_configuration_gives_the_documented_defaults() {
             .service_config(|| "random".to_owned())
             .expect("defaults convert");
         assert_eq!(config.database.url, "sqlite://pakaura.db");
-        assert_eq!(config.auth.jwt_secret.expose(), "random");
-        assert_eq!(config.events.dapr_endpoint, "http://127.0.0.1:3500");
-        assert_eq!(config.events.publish_timeout, Duration::from_secs(2));
+        assert_eq!(config.auth.jwt_secret.expose_secret(), "random");
+        assert_eq!(config.events.client.base_url(), "http://127.0.0.1:3500");
+        assert_eq!(config.events.publish_timeout(), Duration::from_secs(2));
         assert_eq!(config.events.delivery, EventDelivery::FireAndForget);
         assert_eq!(config.events.pubsub_name, "pubsub-kafka");
         assert_eq!(config.events.source, "pakaura/api");
@@ -88,16 +89,16 @@ fn original_environment_names_are_honoured() {
             .expect("converts");
         assert_eq!(config.database.url, "postgresql://app:pw@db:5432/tasks");
         assert_eq!(
-            config.auth.jwt_secret.expose(),
+            config.auth.jwt_secret.expose_secret(),
             "00123",
             "secrets are taken verbatim"
         );
         assert!(config.events.dapr_enabled);
-        assert_eq!(config.events.dapr_endpoint, "http://127.0.0.1:3600");
+        assert_eq!(config.events.client.base_url(), "http://127.0.0.1:3600");
         assert_eq!(config.events.pubsub_name, "other-pubsub");
-        assert_eq!(config.events.publish_timeout, Duration::from_millis(250));
-        assert_eq!(config.events.batch_max, 1);
-        assert_eq!(config.events.batch_linger, Duration::from_millis(3));
+        assert_eq!(config.events.publish_timeout(), Duration::from_millis(250));
+        assert_eq!(config.events.dispatcher.max_batch(), 1);
+        assert_eq!(config.events.dispatcher.linger(), Duration::from_millis(3));
         assert!(config.auth.cookie_secure);
         assert_eq!(config.auth.cookie_samesite, CookieSameSite::Strict);
         assert_eq!(
@@ -117,11 +118,8 @@ fn original_environment_names_are_honoured() {
             ("te", "tu")
         );
         assert_eq!(config.events.topics.reminders, "tr");
-        assert_eq!(
-            settings.log_format().unwrap(),
-            crate::logging::LogFormat::Pretty
-        );
-        assert_eq!(settings.log_level().unwrap(), slog::Level::Debug);
+        assert_eq!(settings.log_format, crate::logging::LogFormat::Pretty);
+        assert_eq!(settings.log_level, slog::Level::Debug);
         assert_eq!(config.shutdown_timeout, Duration::from_secs(7));
         Ok(())
     });
@@ -135,9 +133,13 @@ fn dapr_http_endpoint_wins_over_the_port() {
         jail.set_env("DAPR_HTTP_ENDPOINT", "http://sidecar:3500/");
         jail.set_env("DAPR_API_TOKEN", "tok");
         let config = load(None).unwrap().service_config(String::new).unwrap();
-        assert_eq!(config.events.dapr_endpoint, "http://sidecar:3500");
+        assert_eq!(config.events.client.base_url(), "http://sidecar:3500");
         assert_eq!(
-            config.events.dapr_api_token.as_ref().map(|t| t.expose()),
+            config
+                .events
+                .client
+                .api_token()
+                .map(ExposeSecret::expose_secret),
             Some("tok")
         );
         Ok(())
@@ -155,7 +157,7 @@ fn environment_overrides_the_file_which_overrides_defaults() {
         jail.set_env("PORT", "8200");
         let settings = load(Some(Path::new("task.toml"))).expect("file and env load");
         assert_eq!(settings.port, 8200);
-        assert_eq!(settings.log_level, "warn");
+        assert_eq!(settings.log_level, slog::Level::Warning);
         assert_eq!(settings.event_queue_capacity, 5);
         Ok(())
     });
@@ -406,4 +408,166 @@ fn the_cutover_settings_reach_the_service_config() {
         assert!(!settings.redacted().to_string().contains("pw@"));
         Ok(())
     });
+}
+
+/// Issue 18: the library's defaults disagreed with these (an event queue of 10 000 instead of 1 000, no
+/// `FRONTEND_URL`), and the integration tests ran on the library's. The test constructors they use now must give
+/// exactly what the binary runs with by default, every field included (the `Debug` output shows them all).
+#[test]
+fn the_test_constructors_give_the_binary_defaults() {
+    const SECRET: &str = "the-secret";
+    let production = Settings::default()
+        .service_config(|| SECRET.to_owned())
+        .expect("defaults convert");
+    let for_tests =
+        task_api::ServiceConfig::defaults_for_tests(production.database.clone(), SECRET);
+    assert_eq!(format!("{production:#?}"), format!("{for_tests:#?}"));
+    assert_eq!(
+        production.auth.jwt_secret.expose_secret(),
+        for_tests.auth.jwt_secret.expose_secret()
+    );
+    assert_eq!(production.events.dispatcher.queue_capacity(), 1_000);
+    assert_eq!(
+        production.http.frontend_url.as_deref(),
+        Some("http://localhost:3000")
+    );
+}
+
+/// No library value reaches production by default: each one the binary passes is its own, even where the library
+/// would pick another (the client's 500 ms connect timeout) or none (the dispatcher has no `Default`).
+#[test]
+fn the_binary_sets_every_library_setting() {
+    let config = Settings::default().service_config(String::new).unwrap();
+    let client = &config.events.client;
+    assert_eq!(client.connect_timeout(), DAPR_CONNECT_TIMEOUT_CAP);
+    assert_ne!(
+        client.connect_timeout(),
+        task_api::config::ClientConfig::localhost(3500).connect_timeout()
+    );
+    assert_eq!(client.request_timeout(), Duration::from_secs(2));
+    assert_eq!(client.pool_idle_timeout(), DAPR_POOL_IDLE_TIMEOUT);
+    assert_eq!(client.pool_max_idle_per_host(), DAPR_POOL_MAX_IDLE);
+    let dispatcher = &config.events.dispatcher;
+    assert_eq!(dispatcher.queue_capacity(), 1_000);
+    assert_eq!(dispatcher.concurrency(), FIRE_AND_FORGET_LANES);
+    assert_eq!(dispatcher.max_attempts(), FIRE_AND_FORGET_MAX_ATTEMPTS);
+    assert_eq!(dispatcher.max_batch(), 32);
+    assert_eq!(dispatcher.linger(), Duration::from_millis(1));
+    assert_eq!(config.http.json_body_limit, JSON_BODY_LIMIT_BYTES);
+    assert_eq!(config.events.outbox.base_backoff, OUTBOX_FIRST_BACKOFF);
+    assert_eq!(config.events.outbox.max_backoff, OUTBOX_MAX_BACKOFF);
+    assert_eq!(config.events.outbox.linger, OUTBOX_LINGER);
+    assert_eq!(config.shutdown_timeout, Duration::from_secs(25));
+}
+
+/// The connect timeout rule, set in one place: the publish deadline, at most one second.
+#[test]
+fn the_sidecar_connect_timeout_is_the_publish_deadline_at_most_one_second() {
+    Jail::expect_with(|jail| {
+        for (deadline, connect) in [("0.25", 250), ("1", 1_000), ("2.0", 1_000), ("30", 1_000)] {
+            clear_env();
+            jail.set_env("DAPR_PUBLISH_TIMEOUT", deadline);
+            let config = load(None).unwrap().service_config(String::new).unwrap();
+            assert_eq!(
+                config.events.client.connect_timeout(),
+                Duration::from_millis(connect),
+                "DAPR_PUBLISH_TIMEOUT={deadline}"
+            );
+            assert_eq!(
+                config.events.publish_timeout(),
+                Duration::from_secs_f64(deadline.parse().unwrap())
+            );
+        }
+        Ok(())
+    });
+}
+
+/// Names are parsed once, when the settings load, in any case and with blanks around them; the parsed values are
+/// what the service configuration gets.
+#[test]
+fn named_values_are_parsed_when_the_settings_load() {
+    Jail::expect_with(|jail| {
+        clear_env();
+        jail.create_file(
+            "task.toml",
+            "cookie_samesite = \" Strict \"\nevent_delivery = \"FIRE_AND_FORGET\"\npassword_hash = \"Argon2\"\n\
+             log_format = \"text\"\nlog_level = \"WARNING\"\ntrusted_proxies = \"10.0.0.0/8\"\n",
+        )?;
+        jail.set_env("EVENT_DELIVERY", "Outbox");
+        jail.set_env("PASSWORD_HASH", "BCRYPT");
+        let settings = load(Some(Path::new("task.toml"))).expect("loads");
+        assert_eq!(settings.cookie_samesite, CookieSameSite::Strict);
+        assert_eq!(settings.event_delivery, EventDelivery::Outbox);
+        assert_eq!(
+            settings.password_hash,
+            task_api::config::PasswordHashAlgorithm::Bcrypt
+        );
+        assert_eq!(settings.log_format, crate::logging::LogFormat::Pretty);
+        assert_eq!(settings.log_level, slog::Level::Warning);
+        assert!(
+            settings
+                .trusted_proxies
+                .is_trusted("10.1.2.3".parse().unwrap())
+        );
+        let config = settings.service_config(String::new).unwrap();
+        assert_eq!(config.auth.cookie_samesite, CookieSameSite::Strict);
+        assert_eq!(config.events.delivery, EventDelivery::Outbox);
+        assert_eq!(
+            config.auth.passwords.algorithm,
+            task_api::config::PasswordHashAlgorithm::Bcrypt
+        );
+        assert_eq!(config.http.trusted_proxies, settings.trusted_proxies);
+        Ok(())
+    });
+}
+
+/// `LOG_LEVEL` takes slog's names (`slog::Level: FromStr`), full or short, in any case.
+#[test]
+fn log_levels_are_slogs_names() {
+    Jail::expect_with(|jail| {
+        for (value, level) in [
+            ("trace", slog::Level::Trace),
+            ("DEBUG", slog::Level::Debug),
+            ("info", slog::Level::Info),
+            ("warn", slog::Level::Warning),
+            ("warning", slog::Level::Warning),
+            ("error", slog::Level::Error),
+            ("critical", slog::Level::Critical),
+            ("crit", slog::Level::Critical),
+        ] {
+            clear_env();
+            jail.set_env("LOG_LEVEL", value);
+            assert_eq!(load(None).unwrap().log_level, level, "{value}");
+        }
+        for bad in ["off", "verbose", "infos"] {
+            clear_env();
+            jail.set_env("LOG_LEVEL", bad);
+            let message = load_err(None);
+            assert!(
+                message.contains("LOG_LEVEL") && message.contains("expected trace, debug"),
+                "{bad}: {message}"
+            );
+        }
+        Ok(())
+    });
+}
+
+/// The startup log line shows the parsed values under their setting's names, as an operator writes them.
+#[test]
+fn redacted_settings_show_parsed_values_by_name() {
+    let settings = Settings {
+        trusted_proxies: TrustedProxies::parse("10.0.0.0/8, 192.168.1.7").unwrap(),
+        ..Settings::default()
+    };
+    let json = settings.redacted();
+    for (key, value) in [
+        ("cookie_samesite", "lax"),
+        ("event_delivery", "fire-and-forget"),
+        ("password_hash", "argon2id"),
+        ("log_format", "pretty"),
+        ("log_level", "info"),
+        ("trusted_proxies", "10.0.0.0/8,192.168.1.7/32"),
+    ] {
+        assert_eq!(json[key], value, "{key}: {json}");
+    }
 }

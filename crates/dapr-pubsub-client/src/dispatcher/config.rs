@@ -6,7 +6,12 @@ use crate::delivery::RetryPolicy;
 
 /// Settings of a [`Dispatcher`](crate::Dispatcher). Build with [`DispatcherConfig::new`] and the `with_*` setters.
 ///
-/// | setting | default |
+/// `new()` starts from the values below, meant for trying the crate out. They are policy (memory
+/// held by the queue, load on the sidecar, how long an event is retried), so an application sets
+/// each of them from its own configuration rather than inherit them from here; there is no
+/// `Default` implementation to pick them up silently.
+///
+/// | setting | value from `new()` |
 /// |---|---|
 /// | queue capacity (events waiting, all lanes together) | 10 000 |
 /// | concurrency (ordered lanes, one request in flight each) | 8 |
@@ -25,14 +30,12 @@ pub struct DispatcherConfig {
     pub(crate) linger: Duration,
 }
 
-impl Default for DispatcherConfig {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl DispatcherConfig {
-    /// The defaults listed above.
+    /// The starting values listed above.
+    #[expect(
+        clippy::new_without_default,
+        reason = "a Default would let a caller inherit the queue and retry policy without saying so"
+    )]
     pub fn new() -> Self {
         Self {
             queue_capacity: 10_000,

@@ -144,7 +144,7 @@ fn run_original(python: &str, args: &[&str]) -> (bool, String) {
 
 async fn tokens_the_original_issued_stay_valid_until_they_expire(backend: Backend) {
     let fixture = original();
-    let app = app_with_the_original_user(backend, PasswordConfig::default()).await;
+    let app = app_with_the_original_user(backend, PasswordConfig::defaults_for_tests()).await;
 
     let me = me_with_cookie(&app, &fixture.valid_token).await;
     assert_eq!(me.status, StatusCode::OK, "{}", me.text);
@@ -172,7 +172,8 @@ async fn tokens_we_issue_are_accepted_by_the_original() {
         return;
     };
     let fixture = original();
-    let app = app_with_the_original_user(Backend::Sqlite, PasswordConfig::default()).await;
+    let app =
+        app_with_the_original_user(Backend::Sqlite, PasswordConfig::defaults_for_tests()).await;
     let answer = login(&app, &fixture.email, &fixture.password).await;
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
     let token = cookie_value(&answer, "auth_token").expect("the login sets the cookie");
@@ -197,7 +198,8 @@ async fn tokens_we_issue_are_accepted_by_the_original() {
 #[actix_web::test]
 async fn a_float_exp_just_past_is_expired_as_the_original_says() {
     let fixture = original();
-    let app = app_with_the_original_user(Backend::Sqlite, PasswordConfig::default()).await;
+    let app =
+        app_with_the_original_user(Backend::Sqlite, PasswordConfig::defaults_for_tests()).await;
     let now = time::OffsetDateTime::now_utc().unix_timestamp() as f64;
     let claims = json!({
         "sub": fixture.user_id.to_string(),
@@ -252,7 +254,7 @@ db_test!(
 
 async fn a_legacy_bcrypt_hash_is_upgraded_to_argon2id_on_login(backend: Backend) {
     let fixture = original();
-    let app = app_with_the_original_user(backend, PasswordConfig::default()).await;
+    let app = app_with_the_original_user(backend, PasswordConfig::defaults_for_tests()).await;
     login(&app, &fixture.email, "wrong-password")
         .await
         .assert_error(401, "AUTHENTICATION_ERROR");
@@ -281,7 +283,7 @@ db_test!(
 fn bcrypt_mode() -> PasswordConfig {
     PasswordConfig {
         algorithm: PasswordHashAlgorithm::Bcrypt,
-        ..PasswordConfig::default()
+        ..PasswordConfig::defaults_for_tests()
     }
 }
 
@@ -403,7 +405,8 @@ fn median(mut samples: Vec<Duration>) -> Duration {
 #[actix_web::test]
 async fn unknown_emails_wrong_passwords_and_legacy_accounts_take_equal_time() {
     let fixture = original();
-    let app = app_with_the_original_user(Backend::Sqlite, PasswordConfig::default()).await;
+    let app =
+        app_with_the_original_user(Backend::Sqlite, PasswordConfig::defaults_for_tests()).await;
     let modern = app.register().await;
     let (bcrypt, argon2) = app
         .state
@@ -540,16 +543,8 @@ async fn readyz_is_503_until_the_schema_has_every_migration() {
     let store = task_store::Store::open(&db, &log).await.expect("open");
     let mut app = TestApp::new(Backend::Sqlite).await;
     let config = task_api::ServiceConfig {
-        database: db.clone(),
-        http: task_api::config::HttpConfig::default(),
-        auth: task_api::config::AuthConfig {
-            jwt_secret: task_api::config::Secret::new(crate::support::SECRET.to_owned()),
-            cookie_secure: false,
-            cookie_samesite: task_api::config::CookieSameSite::Lax,
-            passwords: PasswordConfig::default(),
-        },
-        events: task_api::config::EventsConfig::default(),
         shutdown_timeout: Duration::from_secs(1),
+        ..task_api::ServiceConfig::defaults_for_tests(db.clone(), crate::support::SECRET)
     };
     let publisher = app.state.publisher.clone();
     app.state = task_api::build_state(

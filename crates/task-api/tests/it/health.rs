@@ -48,7 +48,10 @@ async fn readyz_answers_503_when_the_database_is_unreachable() {
         store: store.clone(),
         tasks: task_api::service::TaskService::new(
             store,
-            task_api::events::EventFactory::new("pakaura/api", Default::default()),
+            task_api::events::EventFactory::new(
+                "pakaura/api",
+                task_api::config::Topics::defaults_for_tests(),
+            ),
             task_api::service::Delivery::Publish(state.publisher.clone()),
         ),
         publisher: state.publisher.clone(),

@@ -16,7 +16,7 @@ use rmcp::{ClientLifecycleMode, ClientServiceExt, RoleClient, ServiceExt};
 use serde_json::{Value, json};
 use slog::{Drain, Logger, o};
 use task_api::ServiceConfig;
-use task_api::config::{AuthConfig, CookieSameSite, EventsConfig, HttpConfig, Secret};
+use task_api::config::HttpConfig;
 use task_api::publisher::{EventPublisher, MemoryPublisher};
 use task_api::service::Delivery;
 use task_api::state::AppState;
@@ -90,21 +90,15 @@ impl McpApp {
             .expect("open the test store");
         let memory = MemoryPublisher::new();
         let publisher: Arc<dyn EventPublisher> = Arc::new(memory.clone());
+        let defaults = ServiceConfig::defaults_for_tests(database, SECRET);
         let config = ServiceConfig {
-            database,
             http: HttpConfig {
                 rate_limit_auth_per_minute: 0,
                 rate_limit_tasks_per_minute: 0,
-                ..HttpConfig::default()
+                ..defaults.http
             },
-            auth: AuthConfig {
-                jwt_secret: Secret::new(SECRET.to_owned()),
-                cookie_secure: false,
-                cookie_samesite: CookieSameSite::Lax,
-                passwords: task_api::config::PasswordConfig::default(),
-            },
-            events: EventsConfig::default(),
             shutdown_timeout: Duration::from_secs(1),
+            ..defaults
         };
         let state = task_api::build_state(
             &config,

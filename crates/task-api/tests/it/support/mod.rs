@@ -10,11 +10,10 @@ use std::time::Duration;
 use actix_web::http::StatusCode;
 use actix_web::http::header;
 use actix_web::{test, web};
+use dapr_pubsub_client::ClientConfig;
 use serde_json::{Value, json};
 use slog::{Drain, Logger, o};
-use task_api::config::{
-    AuthConfig, CookieSameSite, EventDelivery, EventsConfig, HttpConfig, Secret,
-};
+use task_api::config::{AuthConfig, EventDelivery, EventsConfig, HttpConfig, PasswordConfig};
 use task_api::publisher::{EventPublisher, MemoryPublisher};
 use task_api::rate_limit::TrustedProxies;
 use task_api::service::Delivery;
@@ -226,7 +225,7 @@ impl Options {
             dispatcher_max_attempts: 5,
             database: None,
             jwt_secret: SECRET.to_owned(),
-            passwords: task_api::config::PasswordConfig::default(),
+            passwords: PasswordConfig::defaults_for_tests(),
         }
     }
 
@@ -324,12 +323,12 @@ impl TestApp {
             None => fresh_database(options.backend).await,
         };
         let store = Store::open(&db, &log).await.expect("open the test store");
-        let mut events = EventsConfig {
-            publish_timeout: options.publish_timeout,
-            batch_linger: options.batch_linger,
-            max_attempts: options.dispatcher_max_attempts,
-            ..EventsConfig::default()
-        };
+        // The binary's defaults, with what `options` says and a relay that retries within a test's time.
+        let mut events = EventsConfig::defaults_for_tests();
+        events.dispatcher = events
+            .dispatcher
+            .with_linger(options.batch_linger)
+            .with_max_attempts(options.dispatcher_max_attempts);
         events.outbox.poll_interval = Duration::from_millis(50);
         events.outbox.base_backoff = Duration::from_millis(50);
         events.outbox.max_backoff = Duration::from_millis(200);
@@ -346,8 +345,17 @@ impl TestApp {
             }
             Publishing::Dapr(url) | Publishing::Outbox(url) => {
                 events.dapr_enabled = true;
-                events.dapr_endpoint = url.clone();
-                events.dapr_api_token = Some(Secret::new("sidecar-token".to_owned()));
+                // The binary's client settings on the test sidecar, with the test's deadline (the connect timeout
+                // never longer than it, as the binary sets it).
+                events.client = ClientConfig::new(url)
+                    .expect("the test sidecar's URL")
+                    .with_api_token("sidecar-token")
+                    .with_request_timeout(options.publish_timeout)
+                    .with_connect_timeout(
+                        options.publish_timeout.min(events.client.connect_timeout()),
+                    )
+                    .with_pool_idle_timeout(events.client.pool_idle_timeout())
+                    .with_pool_max_idle_per_host(events.client.pool_max_idle_per_host());
                 if matches!(options.publishing, Publishing::Outbox(_)) {
                     events.delivery = EventDelivery::Outbox;
                 }
@@ -359,17 +367,14 @@ impl TestApp {
         let config = ServiceConfig {
             database: db.clone(),
             http: HttpConfig {
-                frontend_url: Some("http://localhost:3000".to_owned()),
                 rate_limit_auth_per_minute: options.auth_per_minute,
                 rate_limit_tasks_per_minute: options.tasks_per_minute,
                 trusted_proxies: options.trusted_proxies.clone(),
-                ..HttpConfig::default()
+                ..HttpConfig::defaults_for_tests()
             },
             auth: AuthConfig {
-                jwt_secret: Secret::new(options.jwt_secret.clone()),
-                cookie_secure: false,
-                cookie_samesite: CookieSameSite::Lax,
                 passwords: options.passwords.clone(),
+                ..AuthConfig::defaults_for_tests(&options.jwt_secret)
             },
             events,
             shutdown_timeout: Duration::from_secs(2),
