@@ -4,9 +4,9 @@ use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use time::OffsetDateTime;
 
-use crate::models::{DbUuid, OutboxRow, TaskRow};
-use crate::outbox::NewOutboxMessage;
+use crate::models::NewOutboxMessage;
 use crate::pool::SqliteConn;
+use crate::rows::{DbUuid, OutboxRow, TaskRow};
 use crate::sequence::EventSequence;
 
 /// The column values of `$message` (a `&NewOutboxMessage`) as a fresh `event_outbox` row written at `$now`, for

@@ -15,12 +15,12 @@ use uuid::Uuid;
 
 use super::{BackendQueries, Pools, Store};
 use crate::error::StoreError;
-use crate::models::{DbUuid, OutboxRow};
-use crate::outbox::{
+use crate::models::{
     FailureOutcome, NewOutboxMessage, OutboxBacklog, OutboxClaim, OutboxCounts, OutboxFilter,
     OutboxMessage, OutboxStatus, Settled, truncate_error,
 };
 use crate::pool::SqliteConn;
+use crate::rows::{DbUuid, OutboxRow};
 
 /// The pending rows that hold their partition key back at `$now` (waiting for a retry or leased), as
 /// `(partition_key, next_attempt_at, claimed_until)`, read through `ix_event_outbox_blocking`.

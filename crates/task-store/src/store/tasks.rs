@@ -8,9 +8,9 @@ use time::OffsetDateTime;
 
 use super::{BackendQueries, Pools, Store};
 use crate::error::StoreError;
-use crate::models::{DbUuid, TaskRow, into_tasks};
-use crate::outbox::NewOutboxMessage;
+use crate::models::NewOutboxMessage;
 use crate::pool::SqliteConn;
+use crate::rows::{DbUuid, TaskRow, into_tasks};
 use crate::sequence::Locked;
 
 /// What a mutation closure decided: the value handed back to the caller after commit, and the outbox rows to

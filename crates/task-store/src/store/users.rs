@@ -7,9 +7,9 @@ use time::OffsetDateTime;
 
 use super::{Pools, Store};
 use crate::error::StoreError;
-use crate::models::{DbUuid, UserRow};
+use crate::models::{NewUser, User};
 use crate::pool::SqliteConn;
-use crate::users::{NewUser, User};
+use crate::rows::{DbUuid, UserRow};
 
 impl Store {
     /// Registers a user. A taken email fails with [`StoreError::UniqueViolation`].
