@@ -23,8 +23,14 @@ pub use crate::migrations::{
     pending_migrations, pending_of, run_pending, run_pending_locked,
 };
 pub use crate::models::{
-    FailureOutcome, NewOutboxMessage, NewUser, OutboxBacklog, OutboxClaim, OutboxCounts,
-    OutboxFilter, OutboxMessage, OutboxStatus, Settled, User,
+    FailureOutcome, NewOutboxMessage, NewUser, OutboxBacklog, OutboxClaim, OutboxFilter,
+    OutboxMessage, OutboxStatus, Settled, User,
 };
 pub use crate::sequence::{EventSequence, Locked, SequenceExhausted, format_sequence};
-pub use crate::store::{PoolStatus, Staged, Store};
+pub use crate::store::{Staged, Store};
+
+// Methods and types only tests and benchmarks use.
+#[cfg(feature = "test-util")]
+pub use crate::models::OutboxCounts;
+#[cfg(feature = "test-util")]
+pub use crate::store::PoolStatus;

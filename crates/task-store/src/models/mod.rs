@@ -4,9 +4,11 @@
 mod outbox;
 mod users;
 
+#[cfg(feature = "test-util")]
+pub use outbox::OutboxCounts;
 pub(crate) use outbox::truncate_error;
 pub use outbox::{
-    FailureOutcome, NewOutboxMessage, OutboxBacklog, OutboxClaim, OutboxCounts, OutboxFilter,
-    OutboxMessage, OutboxStatus, Settled,
+    FailureOutcome, NewOutboxMessage, OutboxBacklog, OutboxClaim, OutboxFilter, OutboxMessage,
+    OutboxStatus, Settled,
 };
 pub use users::{NewUser, User};

@@ -43,6 +43,7 @@ impl std::fmt::Debug for Store {
 }
 
 /// Connection pool figures (see [`Store::pool_status`]).
+#[cfg(feature = "test-util")]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PoolStatus {
     /// The most connections the pool opens.
@@ -136,7 +137,7 @@ macro_rules! with_write_conn {
 /// [`BackendQueries::insert_outbox`]).
 macro_rules! insert_outbox {
     ($conn:ident, $messages:expr, $now:expr) => {{
-        let messages: &[NewOutboxMessage] = $messages;
+        let messages: &[crate::models::NewOutboxMessage] = $messages;
         BackendQueries::insert_outbox(&mut *$conn, messages, $now).await?;
     }};
 }
@@ -185,7 +186,8 @@ impl Store {
         }
     }
 
-    /// Connection pool figures, for metrics.
+    /// Connection pool figures, for tests.
+    #[cfg(feature = "test-util")]
     pub fn pool_status(&self) -> PoolStatus {
         let status = match &self.pools {
             Pools::Postgres(pool) => pool.status(),
