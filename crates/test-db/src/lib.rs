@@ -20,9 +20,12 @@ pub const PREFIX: &str = "pakaura_test_";
 /// A migration error, whatever the migration step's own error type.
 type MigrateError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
+/// What a [`Migrate`] step returns.
+pub type MigrateFuture = Pin<Box<dyn Future<Output = Result<(), MigrateError>> + Send>>;
+
 /// The migration step of a [`Template`]: migrates the (empty) database at the given URL. A plain function, so
 /// this crate needs no dependency on the crate that owns the migrations.
-pub type Migrate = fn(String) -> Pin<Box<dyn Future<Output = Result<(), MigrateError>> + Send>>;
+pub type Migrate = fn(String) -> MigrateFuture;
 
 /// Why preparing a test database failed. Messages never contain a URL (it may hold a password).
 #[derive(Debug, thiserror::Error)]

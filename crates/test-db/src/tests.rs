@@ -120,7 +120,7 @@ async fn the_sweep_drops_only_databases_of_processes_that_are_gone() {
 }
 
 /// The template's migration: one table.
-fn migrate(url: String) -> Pin<Box<dyn Future<Output = Result<(), MigrateError>> + Send>> {
+fn migrate(url: String) -> MigrateFuture {
     Box::pin(async move {
         execute(&url, "CREATE TABLE migrated (id INTEGER PRIMARY KEY)").await?;
         Ok(())
