@@ -1,4 +1,6 @@
-//! `Store`: the repository API (users, tasks, outbox) over either backend.
+//! `Store`: the repository API over either backend, one `impl Store` block per entity: `users`, `tasks`,
+//! `outbox`; the statements whose SQL differs by backend are in `backend`. This module holds the store itself,
+//! its pools and the dispatch macros the others use.
 //!
 //! diesel-async has no `MultiConnection`, so `Store` holds one of two pools and every query body is written once
 //! inside the `with_conn!` / `in_transaction!` macros, which expand it for each backend with that backend's
