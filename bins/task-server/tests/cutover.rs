@@ -8,7 +8,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
+use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 use support::{Server, command, http};
 
 fn get(port: u16, path: &str) -> (u16, String) {
@@ -46,22 +46,6 @@ fn the_original_sqlite_url_form_is_mapped_and_logged() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// `TEST_DATABASE_URL`, or `None` after saying the test is skipped (a failure under `CI`).
-#[expect(
-    clippy::print_stdout,
-    reason = "the skip line is what the test reports"
-)]
-fn test_database_url() -> Option<String> {
-    match std::env::var("TEST_DATABASE_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ if std::env::var_os("CI").is_some() => panic!("TEST_DATABASE_URL must be set under CI"),
-        _ => {
-            println!("skipped: TEST_DATABASE_URL is not set");
-            None
-        }
-    }
-}
-
 fn block_on<F: std::future::Future>(future: F) -> F::Output {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -70,67 +54,37 @@ fn block_on<F: std::future::Future>(future: F) -> F::Output {
         .block_on(future)
 }
 
-/// A database named `name` holding the original service's schema (`original_schema.sql`, compiled by SQLAlchemy
-/// from its Alembic migrations), dropped again on drop.
+/// A fresh database holding the original service's schema (`original_schema.sql`, compiled by SQLAlchemy from its
+/// Alembic migrations), dropped again on drop.
 struct OriginalDatabase {
-    admin_url: String,
-    name: String,
-    url: String,
+    database: test_db::TestDatabase,
 }
 
 impl OriginalDatabase {
     fn create(admin_url: &str) -> Self {
-        let name = format!(
-            "task_server_cutover_{}",
-            time::OffsetDateTime::now_utc().unix_timestamp_nanos()
-        );
-        let base = admin_url.rsplit_once('/').expect("a URL with a path").0;
-        let url = format!("{base}/{name}");
-        block_on(async {
-            let mut admin = AsyncPgConnection::establish(admin_url).await.unwrap();
-            diesel::sql_query(format!("CREATE DATABASE {name}"))
-                .execute(&mut admin)
-                .await
-                .unwrap();
-            let mut conn = AsyncPgConnection::establish(&url).await.unwrap();
+        let database = block_on(async {
+            let database = test_db::TestDatabase::empty(admin_url).await.unwrap();
+            let mut conn = AsyncPgConnection::establish(database.url()).await.unwrap();
             conn.batch_execute(include_str!(
                 "../../../crates/task-store/tests/fixtures/original_schema.sql"
             ))
             .await
             .unwrap();
+            database
         });
-        Self {
-            admin_url: admin_url.to_owned(),
-            name,
-            url,
-        }
+        Self { database }
     }
 
     /// The URL as the original service's environment writes it.
     fn asyncpg_url(&self) -> String {
-        let rest = self.url.split_once("://").expect("a URL").1;
+        let rest = self.database.url().split_once("://").expect("a URL").1;
         format!("postgresql+asyncpg://{rest}")
-    }
-}
-
-impl Drop for OriginalDatabase {
-    fn drop(&mut self) {
-        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
-        let admin_url = self.admin_url.clone();
-        let _ = std::thread::spawn(move || {
-            block_on(async {
-                if let Ok(mut admin) = AsyncPgConnection::establish(&admin_url).await {
-                    let _ = diesel::sql_query(sql).execute(&mut admin).await;
-                }
-            })
-        })
-        .join();
     }
 }
 
 #[test]
 fn serve_refuses_an_unmigrated_postgres_database_then_migrates_it_on_request() {
-    let Some(admin_url) = test_database_url() else {
+    let Some(admin_url) = test_db::admin_url() else {
         return;
     };
     let database = OriginalDatabase::create(&admin_url);

@@ -251,13 +251,9 @@ impl Backend {
         let url = match &self.admin_url {
             Some(base) => {
                 let name = self.database_name(tag);
-                server::psql(
-                    base,
-                    &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
-                )
-                .await?;
-                server::psql(base, &format!("CREATE DATABASE {name}")).await?;
-                server::with_database(base, &name)?
+                test_db::drop_database(base, &name).await?;
+                test_db::create_database(base, &name).await?;
+                test_db::database_url(base, &name)?
             }
             None => {
                 let file = std::path::absolute(cli.work_dir.join(format!("sqlite-{tag}.db")))?;
@@ -284,11 +280,7 @@ impl Backend {
     async fn drop_database(&self, tag: &str) {
         if let Some(base) = &self.admin_url {
             let name = self.database_name(tag);
-            let _ = server::psql(
-                base,
-                &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
-            )
-            .await;
+            let _ = test_db::drop_database(base, &name).await;
         }
     }
 }

@@ -193,40 +193,6 @@ impl Server {
     }
 }
 
-/// `url` with its database name replaced by `database`.
-pub(crate) fn with_database(url: &str, database: &str) -> anyhow::Result<String> {
-    let (base, query) = match url.split_once('?') {
-        Some((base, query)) => (base, Some(query)),
-        None => (url, None),
-    };
-    let authority_start = base.find("://").context("database url has no scheme")? + 3;
-    let path_start = base[authority_start..]
-        .find('/')
-        .map_or(base.len(), |i| authority_start + i);
-    let mut result = format!("{}/{database}", &base[..path_start]);
-    if let Some(query) = query {
-        result.push('?');
-        result.push_str(query);
-    }
-    Ok(result)
-}
-
-/// Runs one SQL statement with `psql` against `url`.
-pub(crate) async fn psql(url: &str, sql: &str) -> anyhow::Result<()> {
-    let output = Command::new("psql")
-        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", url, "-c", sql])
-        .output()
-        .await
-        .context("running psql (needed for the PostgreSQL benchmark)")?;
-    if !output.status.success() {
-        bail!(
-            "psql `{sql}` failed: {}",
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -248,21 +214,5 @@ mod tests {
         }
         let used = cpu_seconds(std::process::id()).expect("/proc is there on Linux");
         assert!(used > 0.0, "{used}");
-    }
-
-    #[test]
-    fn database_name_is_replaced_and_the_query_kept() {
-        assert_eq!(
-            with_database("postgres://postgres@127.0.0.1:54320/postgres", "bench_1").unwrap(),
-            "postgres://postgres@127.0.0.1:54320/bench_1"
-        );
-        assert_eq!(
-            with_database("postgresql://u:p@h/db?sslmode=disable", "x").unwrap(),
-            "postgresql://u:p@h/x?sslmode=disable"
-        );
-        assert_eq!(
-            with_database("postgres://h:5432", "x").unwrap(),
-            "postgres://h:5432/x"
-        );
     }
 }

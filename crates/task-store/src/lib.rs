@@ -5,12 +5,11 @@ mod config;
 mod error;
 mod migrations;
 mod models;
-mod outbox;
 mod pool;
+mod rows;
 mod schema;
 mod sequence;
 mod store;
-mod users;
 
 #[cfg(test)]
 mod tests;
@@ -23,10 +22,15 @@ pub use crate::migrations::{
     MIGRATION_LOCK_KEY, POSTGRES_MIGRATIONS, SQLITE_MIGRATIONS, embedded_versions,
     pending_migrations, pending_of, run_pending, run_pending_locked,
 };
-pub use crate::outbox::{
-    FailureOutcome, NewOutboxMessage, OutboxBacklog, OutboxClaim, OutboxCounts, OutboxFilter,
-    OutboxMessage, OutboxStatus, Settled,
+pub use crate::models::{
+    FailureOutcome, NewOutboxMessage, NewUser, OutboxBacklog, OutboxClaim, OutboxFilter,
+    OutboxMessage, OutboxStatus, Settled, User,
 };
 pub use crate::sequence::{EventSequence, Locked, SequenceExhausted, format_sequence};
-pub use crate::store::{PoolStatus, Staged, Store};
-pub use crate::users::{NewUser, User};
+pub use crate::store::{Staged, Store};
+
+// Methods and types only tests and benchmarks use.
+#[cfg(feature = "test-util")]
+pub use crate::models::OutboxCounts;
+#[cfg(feature = "test-util")]
+pub use crate::store::PoolStatus;

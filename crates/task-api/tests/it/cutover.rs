@@ -508,27 +508,15 @@ async fn health_reports_the_phase_and_the_root_answers_json() {
 /// (never migrated by us) answers 503 while the service otherwise runs; once migrated it is ready.
 #[actix_web::test]
 async fn readyz_is_503_until_the_schema_has_every_migration() {
-    use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
+    use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 
-    if Backend::postgres_or_skip().is_none() {
+    let Some(admin_url) = test_db::admin_url() else {
         return;
-    }
-    let admin_url = std::env::var("TEST_DATABASE_URL").expect("TEST_DATABASE_URL");
-    let name = format!("task_api_test_{}", Uuid::new_v4().simple());
-    let mut admin = AsyncPgConnection::establish(&admin_url)
-        .await
-        .expect("admin");
-    diesel::sql_query(format!("CREATE DATABASE {name}"))
-        .execute(&mut admin)
+    };
+    let database = test_db::TestDatabase::empty(&admin_url)
         .await
         .expect("create the database");
-    drop(admin);
-    let _guard = crate::support::TestDatabase::Postgres {
-        admin_url: admin_url.clone(),
-        name: name.clone(),
-    };
-    let base = admin_url.rsplit_once('/').expect("a URL with a path").0;
-    let db = task_store::DbConfig::with_url(format!("{base}/{name}"));
+    let db = task_store::DbConfig::with_url(database.url());
     let mut conn = AsyncPgConnection::establish(&db.url)
         .await
         .expect("connect");

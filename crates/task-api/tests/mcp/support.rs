@@ -22,6 +22,7 @@ use task_api::service::Delivery;
 use task_api::state::AppState;
 use task_domain::{Email, UserId};
 use task_store::{DbConfig, NewUser, Store};
+use test_db::SqliteDir;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -72,18 +73,16 @@ pub(crate) struct McpApp {
     /// The port of the server.
     pub(crate) port: u16,
     handle: ServerHandle,
+    /// The folder of the SQLite database, removed when the app is dropped.
+    _database: SqliteDir,
 }
 
 impl McpApp {
     /// A fresh database, the in-memory publisher, and the real app on 127.0.0.1:0.
     pub(crate) async fn start() -> Self {
         let log = logger();
-        let dir = std::env::temp_dir().join("task-api-mcp-tests");
-        std::fs::create_dir_all(&dir).expect("create the test database folder");
-        let mut database = DbConfig::with_url(format!(
-            "sqlite://{}",
-            dir.join(format!("{}.db", Uuid::new_v4())).display()
-        ));
+        let dir = SqliteDir::new();
+        let mut database = DbConfig::with_url(dir.url());
         database.pool_size = 4;
         let store = Store::open(&database, &log)
             .await
@@ -123,6 +122,7 @@ impl McpApp {
             memory,
             port,
             handle,
+            _database: dir,
         }
     }
 

@@ -15,12 +15,12 @@ use uuid::Uuid;
 
 use super::{BackendQueries, Pools, Store};
 use crate::error::StoreError;
-use crate::models::{DbUuid, OutboxRow};
-use crate::outbox::{
-    FailureOutcome, NewOutboxMessage, OutboxBacklog, OutboxClaim, OutboxCounts, OutboxFilter,
-    OutboxMessage, OutboxStatus, Settled, truncate_error,
+use crate::models::{
+    FailureOutcome, OutboxBacklog, OutboxClaim, OutboxFilter, OutboxMessage, OutboxStatus, Settled,
+    truncate_error,
 };
 use crate::pool::SqliteConn;
+use crate::rows::{DbUuid, OutboxRow};
 
 /// The pending rows that hold their partition key back at `$now` (waiting for a retry or leased), as
 /// `(partition_key, next_attempt_at, claimed_until)`, read through `ix_event_outbox_blocking`.
@@ -51,7 +51,11 @@ macro_rules! load_blocking {
 
 impl Store {
     /// Writes outbox rows on their own (mutations write theirs through [`crate::Staged`] or `insert_task`).
-    pub async fn enqueue_outbox(&self, messages: &[NewOutboxMessage]) -> Result<(), StoreError> {
+    #[cfg(feature = "test-util")]
+    pub async fn enqueue_outbox(
+        &self,
+        messages: &[crate::models::NewOutboxMessage],
+    ) -> Result<(), StoreError> {
         let now = task_domain::normalize(OffsetDateTime::now_utc());
         in_transaction!(self, |conn| {
             insert_outbox!(conn, messages, now);
@@ -178,6 +182,7 @@ impl Store {
 
     /// Gives claimed rows back without counting an attempt (a relay skipping the rest of a partition after a
     /// failure, or shutting down): clears the lease of those that still carry the fencing token `lease`.
+    #[cfg(feature = "test-util")]
     pub async fn release_outbox(&self, lease: Uuid, ids: &[Uuid]) -> Result<Settled, StoreError> {
         let ids: Vec<DbUuid> = ids.iter().copied().map(DbUuid).collect();
         let settled = with_write_conn!(self, |conn| {
@@ -255,7 +260,8 @@ impl Store {
     }
 
     /// How many rows wait for delivery and how many were moved aside.
-    pub async fn outbox_counts(&self) -> Result<OutboxCounts, StoreError> {
+    #[cfg(feature = "test-util")]
+    pub async fn outbox_counts(&self) -> Result<crate::models::OutboxCounts, StoreError> {
         let (pending, failed): (i64, i64) = with_conn!(self, |conn| {
             let pending = event_outbox::table
                 .filter(event_outbox::failed_at.is_null())
@@ -269,7 +275,7 @@ impl Store {
                 .await?;
             (pending, failed)
         });
-        Ok(OutboxCounts {
+        Ok(crate::models::OutboxCounts {
             pending: u64::try_from(pending).unwrap_or(0),
             failed: u64::try_from(failed).unwrap_or(0),
         })
@@ -384,6 +390,7 @@ impl Store {
     }
 
     /// Every outbox row, moved-aside ones included, in insertion order: for tests and operator tooling.
+    #[cfg(feature = "test-util")]
     pub async fn outbox_rows(&self) -> Result<Vec<OutboxMessage>, StoreError> {
         let rows: Vec<OutboxRow> = with_conn!(self, |conn| {
             event_outbox::table

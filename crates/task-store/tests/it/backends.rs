@@ -9,9 +9,7 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use task_domain::{Email, Task, TaskId, TaskTitle, UserId};
 use task_store::{Backend, DbConfig, NewUser, Staged, Store, StoreError};
 
-use crate::support::{
-    TestDb, empty_database, logger, small_pool, test_database_url, with_database,
-};
+use crate::support::{TestDb, empty_database, logger, small_pool};
 
 #[tokio::test]
 async fn an_unreachable_postgres_is_unavailable_within_the_create_timeout() {
@@ -149,11 +147,9 @@ async fn postgres_connections_carry_the_application_name_and_statement_timeout()
         return;
     };
     db.store.ping().await.unwrap();
-    let admin_url = test_database_url().expect("set for a PostgreSQL test");
-    let name = db
-        .postgres_name()
-        .expect("a PostgreSQL test database")
-        .to_owned();
+    let admin_url = test_db::admin_url().expect("set for a PostgreSQL test");
+    let database = db.postgres_database().expect("a PostgreSQL test database");
+    let name = database.name().to_owned();
     let mut admin = AsyncPgConnection::establish(&admin_url).await.unwrap();
     let names: Vec<Setting> = diesel::sql_query(format!(
         "SELECT application_name AS value FROM pg_stat_activity WHERE datname = '{name}'"
@@ -168,9 +164,7 @@ async fn postgres_connections_carry_the_application_name_and_statement_timeout()
     );
     drop(admin);
 
-    let mut direct = AsyncPgConnection::establish(&with_database(&admin_url, &name))
-        .await
-        .unwrap();
+    let mut direct = AsyncPgConnection::establish(database.url()).await.unwrap();
     let default_timeout: Vec<Setting> =
         diesel::sql_query("SELECT current_setting('statement_timeout') AS value")
             .load(&mut direct)
@@ -186,11 +180,10 @@ async fn postgres_connections_carry_the_application_name_and_statement_timeout()
 
 #[tokio::test]
 async fn migrating_a_database_of_the_original_service_keeps_its_rows() {
-    let Some(admin_url) = test_database_url() else {
+    let Some(database) = empty_database().await else {
         return;
     };
-    let (name, database) = empty_database(&admin_url).await;
-    let url = with_database(&admin_url, &name);
+    let url = database.url().to_owned();
     let mut conn = AsyncPgConnection::establish(&url).await.unwrap();
     // The original service's schema (no due_date, no outbox) with one user and one task.
     diesel_async::SimpleAsyncConnection::batch_execute(
@@ -387,11 +380,10 @@ fn original_queries() -> Vec<(String, String)> {
 /// its assistant's tables are untouched.
 #[tokio::test]
 async fn the_original_service_keeps_working_on_the_migrated_schema() {
-    let Some(admin_url) = test_database_url() else {
+    let Some(database) = empty_database().await else {
         return;
     };
-    let (name, database) = empty_database(&admin_url).await;
-    let url = with_database(&admin_url, &name);
+    let url = database.url().to_owned();
     let mut conn = AsyncPgConnection::establish(&url).await.unwrap();
     diesel_async::SimpleAsyncConnection::batch_execute(
         &mut conn,
@@ -461,11 +453,10 @@ async fn the_original_service_keeps_working_on_the_migrated_schema() {
 /// the others wait, then find nothing left; none fails.
 #[tokio::test]
 async fn concurrent_locked_migrations_apply_each_migration_once() {
-    let Some(admin_url) = test_database_url() else {
+    let Some(database) = empty_database().await else {
         return;
     };
-    let (name, database) = empty_database(&admin_url).await;
-    let config = small_pool(with_database(&admin_url, &name));
+    let config = small_pool(database.url().to_owned());
     let runs: Vec<_> = (0..4)
         .map(|_| {
             let config = config.clone();

@@ -20,6 +20,7 @@ use task_api::service::Delivery;
 use task_api::state::AppState;
 use task_api::{Background, Built, ServiceConfig};
 use task_store::{DbConfig, Store};
+use test_db::{MigrateFuture, SqliteDir};
 use uuid::Uuid;
 
 pub(crate) use sidecar::{Mode, Received, Sidecar};
@@ -48,126 +49,52 @@ pub(crate) enum Backend {
 }
 
 impl Backend {
-    /// `Some(Postgres)` when `TEST_DATABASE_URL` is set; otherwise prints a skip line, or fails when `CI` is set.
-    #[expect(
-        clippy::print_stdout,
-        reason = "the skip line is what the test reports"
-    )]
+    /// `Some(Postgres)` when `TEST_DATABASE_URL` is set; otherwise says the variant is skipped, or fails when
+    /// `CI` is set (`test_db::admin_url`).
     pub(crate) fn postgres_or_skip() -> Option<Self> {
-        if std::env::var("TEST_DATABASE_URL").is_ok_and(|v| !v.is_empty()) {
-            return Some(Backend::Postgres);
-        }
-        if std::env::var_os("CI").is_some() {
-            panic!("TEST_DATABASE_URL is not set and CI is: the PostgreSQL tests must run in CI");
-        }
-        println!("skipped: TEST_DATABASE_URL is not set (PostgreSQL variant)");
-        None
+        test_db::admin_url().map(|_| Backend::Postgres)
     }
 }
 
-/// The prefix of the per-test PostgreSQL databases.
-const TEST_DB_PREFIX: &str = "task_api_test_";
-
-/// A fresh database for one test, removed when the returned guard is dropped.
+/// A fresh database for one test, removed when the returned guard is dropped: an SQLite file in a temporary
+/// folder, or a PostgreSQL database cloned from the template `test-db` migrates once per run.
 pub(crate) async fn fresh_database(backend: Backend) -> (DbConfig, TestDatabase) {
-    match backend {
+    let (url, database) = match backend {
         Backend::Sqlite => {
-            let dir = std::env::temp_dir().join("task-api-tests");
-            std::fs::create_dir_all(&dir).expect("create the test database folder");
-            let path = dir.join(format!("{}.db", Uuid::new_v4()));
-            let mut config = DbConfig::with_url(format!("sqlite://{}", path.display()));
-            config.pool_size = 4;
-            (config, TestDatabase::Sqlite(path))
+            let dir = SqliteDir::new();
+            (dir.url(), TestDatabase::Sqlite(dir))
         }
         Backend::Postgres => {
-            let admin_url = std::env::var("TEST_DATABASE_URL").expect("TEST_DATABASE_URL");
-            let name = format!("{TEST_DB_PREFIX}{}", Uuid::new_v4().simple());
-            admin_execute(&admin_url, &format!("CREATE DATABASE {name}"))
+            let database = test_db::TestDatabase::migrated(migrate)
                 .await
-                .expect("create the test database");
-            // From here on the guard drops the database, also when migrating fails.
-            let guard = TestDatabase::Postgres {
-                admin_url: admin_url.clone(),
-                name: name.clone(),
-            };
-            let (base, _) = admin_url
-                .rsplit_once('/')
-                .expect("a database URL with a path");
-            let mut config = DbConfig::with_url(format!("{base}/{name}"));
-            config.pool_size = 4;
-            task_store::run_pending(&config, &logger())
-                .await
-                .expect("migrate the test database");
-            (config, guard)
+                .expect("TEST_DATABASE_URL is set for a PostgreSQL test");
+            (database.url().to_owned(), TestDatabase::Postgres(database))
         }
-    }
+    };
+    let mut config = DbConfig::with_url(url);
+    config.pool_size = 4;
+    (config, database)
 }
 
-/// Runs one statement on a connection of its own to `admin_url`.
-async fn admin_execute(admin_url: &str, sql: &str) -> Result<(), String> {
-    use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
-    let mut conn = AsyncPgConnection::establish(admin_url)
-        .await
-        .map_err(|err| err.to_string())?;
-    diesel::sql_query(sql)
-        .execute(&mut conn)
-        .await
-        .map_err(|err| err.to_string())?;
-    Ok(())
+/// The template's migration step: task-store's migrations, as `task-api migrate` runs them.
+fn migrate(url: String) -> MigrateFuture {
+    Box::pin(async move {
+        task_store::run_pending(&DbConfig::with_url(url), &logger()).await?;
+        Ok(())
+    })
 }
 
-/// A test's database, removed on drop (best effort): the SQLite file, or the PostgreSQL database with
+/// A test's database, removed on drop (best effort): the SQLite folder, or the PostgreSQL database with
 /// `DROP DATABASE … WITH (FORCE)`, which also ends the connections still open in the app's pool.
 #[derive(Debug)]
+#[expect(dead_code, reason = "the guards are held for their Drop, never read")]
 pub(crate) enum TestDatabase {
-    /// The SQLite file (and its `-wal`/`-shm` companions).
-    Sqlite(std::path::PathBuf),
-    /// The PostgreSQL database `name`, dropped through `admin_url`.
-    Postgres {
-        /// `TEST_DATABASE_URL`.
-        admin_url: String,
-        /// The database name.
-        name: String,
-    },
+    /// The folder of the SQLite file (and its `-wal`/`-shm` companions).
+    Sqlite(SqliteDir),
+    /// The PostgreSQL database.
+    Postgres(test_db::TestDatabase),
     /// Another app's database: left to that app.
     Shared,
-}
-
-impl Drop for TestDatabase {
-    #[expect(
-        clippy::print_stderr,
-        reason = "a database left behind is reported on the test output"
-    )]
-    fn drop(&mut self) {
-        match self {
-            TestDatabase::Shared => {}
-            TestDatabase::Sqlite(path) => {
-                for suffix in ["", "-wal", "-shm", "-journal"] {
-                    let mut file = path.clone().into_os_string();
-                    file.push(suffix);
-                    let _ = std::fs::remove_file(file);
-                }
-            }
-            TestDatabase::Postgres { admin_url, name } => {
-                // Drop runs inside the test's runtime, which cannot be blocked on: use a thread and a runtime
-                // of its own.
-                let admin_url = admin_url.clone();
-                let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
-                let res = std::thread::spawn(move || {
-                    tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build()
-                        .map_err(|err| err.to_string())?
-                        .block_on(admin_execute(&admin_url, &sql))
-                })
-                .join()
-                .unwrap_or_else(|_| Err("the drop thread panicked".to_owned()));
-                if let Err(err) = res {
-                    eprintln!("could not drop the test database {name}: {err}");
-                }
-            }
-        }
-    }
 }
 
 /// How a test app publishes.

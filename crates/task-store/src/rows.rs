@@ -1,4 +1,4 @@
-//! Row types shared by both backends and their conversions into domain and API types.
+//! The diesel row types shared by both backends, and their conversions into domain types and `models`.
 
 use diesel::deserialize::{self, FromSql, FromSqlRow};
 use diesel::expression::AsExpression;
@@ -12,8 +12,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::error::StoreError;
-use crate::outbox::OutboxMessage;
-use crate::users::User;
+use crate::models::{OutboxMessage, User};
 
 /// A UUID that PostgreSQL stores as `UUID` and SQLite as hyphenated lowercase `TEXT`, so one query text binds
 /// and reads ids on both backends.

@@ -53,8 +53,8 @@ pub struct OutboxMessage {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutboxClaim {
     /// This claim's fencing token, written on every row it handed out: pass it to
-    /// [`crate::Store::mark_outbox_delivered`], [`crate::Store::release_outbox`] and
-    /// [`crate::Store::record_outbox_failure`], which only touch rows that still carry it.
+    /// [`crate::Store::mark_outbox_delivered`] and [`crate::Store::record_outbox_failure`] (and, with the
+    /// `test-util` feature, `release_outbox`), which only touch rows that still carry it.
     pub lease: Uuid,
     /// When the lease ends: after it, another relay may claim the same rows (and replace the token).
     pub lease_until: OffsetDateTime,
@@ -85,7 +85,7 @@ pub enum FailureOutcome {
     Fenced,
 }
 
-/// What a fenced settle ([`crate::Store::mark_outbox_delivered`], [`crate::Store::release_outbox`]) did.
+/// What a fenced settle ([`crate::Store::mark_outbox_delivered`], or `release_outbox` with `test-util`) did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Settled {
     /// Rows changed: they still carried the caller's lease.
@@ -123,7 +123,8 @@ pub struct OutboxStatus {
     pub moved_aside: u64,
 }
 
-/// Outbox row counts, for metrics and readiness.
+/// Outbox row counts, for tests (`Store::outbox_counts`, `test-util` feature).
+#[cfg(feature = "test-util")]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OutboxCounts {
     /// Rows still to deliver (claimed or not).
