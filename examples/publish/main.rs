@@ -12,7 +12,7 @@ use clap::Parser;
 use dapr_pubsub_client::{
     BulkEntry, ClientConfig, Dispatcher, DispatcherConfig, ErrorChain, PubSubClient, PublishOptions,
 };
-use examples::events::{EventFactory, PUBSUB_NAME, TOPIC_TASK_EVENTS, Topical};
+use examples::events::{PUBSUB_NAME, TOPIC_TASK_EVENTS, TaskEventFactory, Topical};
 use examples::logging;
 use slog::{Logger, error, info, warn};
 use uuid::Uuid;
@@ -71,7 +71,7 @@ async fn run() -> anyhow::Result<()> {
         .with_context(|| format!("the Dapr sidecar at {} is not ready", client.base_url()))?;
 
     // One correlation id for this run, as a request of a real service would have.
-    let factory = EventFactory::new(args.source.as_str(), Uuid::new_v4());
+    let factory = TaskEventFactory::new(args.source.as_str(), Uuid::new_v4());
     info!(log, "sidecar ready; publishing"; "correlation_id" => %factory.correlation_id());
 
     single(&client, &args.pubsub, &factory, &log).await?;
@@ -83,7 +83,7 @@ async fn run() -> anyhow::Result<()> {
 async fn single(
     client: &PubSubClient,
     pubsub: &str,
-    factory: &EventFactory,
+    factory: &TaskEventFactory,
     log: &Logger,
 ) -> anyhow::Result<()> {
     let user = Uuid::new_v4();
@@ -113,7 +113,7 @@ async fn single(
 async fn bulk(
     client: &PubSubClient,
     pubsub: &str,
-    factory: &EventFactory,
+    factory: &TaskEventFactory,
     log: &Logger,
 ) -> anyhow::Result<()> {
     let user = Uuid::new_v4();
@@ -157,7 +157,7 @@ async fn bulk(
 async fn dispatch(
     client: PubSubClient,
     args: &Args,
-    factory: &EventFactory,
+    factory: &TaskEventFactory,
     log: &Logger,
 ) -> anyhow::Result<()> {
     let dispatcher = Dispatcher::spawn(

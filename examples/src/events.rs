@@ -49,14 +49,14 @@ pub const CORRELATION_EXTENSION: &str = "correlationid";
 /// Extension carrying the correlation id as the plan asked (Dapr may overwrite it with its trace id).
 pub const TRACE_ID_EXTENSION: &str = "traceid";
 /// Extension carrying the partition key (the user id); `dapr-pubsub-client` sends it as `metadata.partitionKey`.
-pub const PARTITION_KEY_EXTENSION: &str = "partitionkey";
+pub use cloudevents_model::PARTITION_KEY_EXTENSION;
 
 /// Extension ordering the events of one task (the CloudEvents Sequence extension).
 pub use dapr_pubsub_client::consumer::SEQUENCE_EXTENSION;
 
 /// Builds SPEC-shaped events for one source (`source` attribute) and one correlation id.
 #[derive(Clone, Debug)]
-pub struct EventFactory {
+pub struct TaskEventFactory {
     source: String,
     correlation_id: Uuid,
     /// The next `sequence` value, shared by clones: it starts at the current time in microseconds so that a
@@ -64,7 +64,7 @@ pub struct EventFactory {
     sequence: Arc<AtomicU64>,
 }
 
-impl EventFactory {
+impl TaskEventFactory {
     /// Events from `source`, all carrying `correlation_id`.
     pub fn new(source: impl Into<String>, correlation_id: Uuid) -> Self {
         let start = OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000;
@@ -232,7 +232,7 @@ mod tests {
     #[test]
     fn events_carry_the_spec_envelope() {
         let correlation = Uuid::new_v4();
-        let factory = EventFactory::new("pakaura/examples", correlation);
+        let factory = TaskEventFactory::new("pakaura/examples", correlation);
         let user = Uuid::new_v4();
         let events = factory.lifecycle(user, "write the report").unwrap();
         let types: Vec<_> = events.iter().map(|t| (t.topic, t.event.ty())).collect();

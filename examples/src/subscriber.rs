@@ -573,7 +573,7 @@ fn answer(outcome: Outcome) -> HttpResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::events::{EventFactory, TASK_CREATED};
+    use crate::events::{TASK_CREATED, TaskEventFactory};
     use serde_json::json;
 
     fn state(seen_capacity: usize) -> SubscriberState {
@@ -585,7 +585,7 @@ mod tests {
     }
 
     fn created_body(extra: &[(&str, Value)]) -> (String, Vec<u8>) {
-        let factory = EventFactory::new("pakaura/test", Uuid::new_v4());
+        let factory = TaskEventFactory::new("pakaura/test", Uuid::new_v4());
         let [created, _sync] = factory
             .created(Uuid::new_v4(), Uuid::new_v4(), "title")
             .unwrap();

@@ -18,8 +18,8 @@ use anyhow::{Context as _, bail, ensure};
 use bytes::Bytes;
 use dapr_pubsub_client::{ClientConfig, PubSubClient, PublishOptions};
 use examples::events::{
-    EventFactory, PUBSUB_NAME, TASK_CREATED, TOPIC_REMINDERS, TOPIC_TASK_EVENTS,
-    TOPIC_TASK_UPDATES, Topical, payload,
+    PUBSUB_NAME, TASK_CREATED, TOPIC_REMINDERS, TOPIC_TASK_EVENTS, TOPIC_TASK_UPDATES,
+    TaskEventFactory, Topical, payload,
 };
 use examples::subscriber::{
     self, IdRecord, Outcome, Route, SIMULATE_FAILURES_EXTENSION, SubscriberConfig, SubscriberState,
@@ -149,7 +149,7 @@ async fn round_trip(publisher_endpoint: &str) -> anyhow::Result<()> {
     // The publisher: the stack's pakaura-api daprd.
     let client = PubSubClient::new(ClientConfig::new(publisher_endpoint)?, log.clone());
     client.wait_until_ready(Duration::from_secs(10)).await?;
-    let factory = EventFactory::new("pakaura/examples-round-trip", Uuid::new_v4());
+    let factory = TaskEventFactory::new("pakaura/examples-round-trip", Uuid::new_v4());
     let users: Vec<Uuid> = (0..USERS).map(|_| Uuid::new_v4()).collect();
 
     warm_up(
@@ -566,7 +566,7 @@ async fn tail_round_trip(publisher_endpoint: &str) -> anyhow::Result<()> {
 
     let client = PubSubClient::new(ClientConfig::new(publisher_endpoint)?, test_logger());
     client.wait_until_ready(Duration::from_secs(10)).await?;
-    let factory = EventFactory::new("pakaura/examples-tail", Uuid::new_v4());
+    let factory = TaskEventFactory::new("pakaura/examples-tail", Uuid::new_v4());
     let users: Vec<Uuid> = (0..USERS).map(|_| Uuid::new_v4()).collect();
     // One event per user on each of the three topics.
     let round = || -> anyhow::Result<Vec<Topical>> {

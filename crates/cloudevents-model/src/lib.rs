@@ -25,6 +25,10 @@ pub const CONTENT_TYPE: &str = "application/cloudevents+json";
 /// Media type of a batch of events in the JSON batch format.
 pub const BATCH_CONTENT_TYPE: &str = "application/cloudevents-batch+json";
 
+/// The attribute of the CloudEvents Partitioning extension: the key that keeps related events in order on one
+/// partition (Dapr's `metadata.partitionKey`, Kafka's record key).
+pub const PARTITION_KEY_EXTENSION: &str = "partitionkey";
+
 /// The only `specversion` this crate reads and writes.
 pub const SPEC_VERSION: &str = "1.0";
 

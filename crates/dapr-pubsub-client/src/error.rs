@@ -10,7 +10,7 @@ use http::StatusCode;
 use crate::delivery::FailureClass;
 
 /// A boxed error from the HTTP stack.
-pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
+pub(crate) type BoxError = Box<dyn StdError + Send + Sync + 'static>;
 
 /// The most body bytes kept from a rejected answer.
 pub const MAX_ERROR_BODY_BYTES: usize = 1024;

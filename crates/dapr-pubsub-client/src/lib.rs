@@ -28,15 +28,15 @@ pub use crate::dispatcher::{
     Dispatcher, DispatcherConfig, LogFields, MAX_BULK_BODY_BYTES, Reservation, ShutdownReport,
     SubmitError, UndeliveredEvent,
 };
-pub use crate::error::{BoxError, ErrorChain, MAX_ERROR_BODY_BYTES, PublishError};
+pub use crate::error::{ErrorChain, MAX_ERROR_BODY_BYTES, PublishError};
 pub use crate::metrics::{HistogramSnapshot, LATENCY_BUCKETS_SECONDS, MetricsSnapshot};
 pub use crate::options::{
     METADATA_PARTITION_KEY, METADATA_RAW_PAYLOAD, METADATA_TTL_IN_SECONDS, PublishOptions,
 };
 pub use crate::subscribe::{
     AppResponse, AppStatus, BulkSubscribe, BulkSubscribeEntry, BulkSubscribeRequest,
-    BulkSubscribeResponse, BulkSubscribeResponseEntry, Routes, Rule, SUBSCRIBE_PATH, Subscription,
-    TopicEvent,
+    BulkSubscribeResponse, BulkSubscribeResponseEntry, Routes, RoutingRule, SUBSCRIBE_PATH,
+    Subscription, TopicEvent,
 };
 
 /// The API token's type and the trait that reads it, re-exported from `secrecy` so that callers

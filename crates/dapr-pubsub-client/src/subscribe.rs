@@ -85,7 +85,7 @@ impl Subscription {
         if routes.default.is_none() {
             routes.default = default;
         }
-        routes.rules.push(Rule {
+        routes.rules.push(RoutingRule {
             matches: matches.into(),
             path: path.into(),
         });
@@ -117,7 +117,7 @@ impl Subscription {
 pub struct Routes {
     /// Rules tried in order.
     #[serde(default)]
-    pub rules: Vec<Rule>,
+    pub rules: Vec<RoutingRule>,
     /// Path for events no rule matches.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default: Option<String>,
@@ -126,7 +126,7 @@ pub struct Routes {
 /// One routing rule.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
-pub struct Rule {
+pub struct RoutingRule {
     /// A CEL expression over the event (`event.type == "task.created"`).
     #[serde(rename = "match")]
     pub matches: String,

@@ -46,7 +46,7 @@ pub fn stack_endpoint(var: &str) -> Option<String> {
 
 /// A client of `daprd`'s HTTP publish API, written for the tests (no dependency on the crate under test).
 #[derive(Clone)]
-pub struct DaprPublisher {
+pub struct RawPublisher {
     base: String,
     client: Client<HttpConnector, Full<Bytes>>,
 }
@@ -54,7 +54,7 @@ pub struct DaprPublisher {
 /// The content type of a structured CloudEvent in JSON.
 const CLOUDEVENTS_JSON: &str = "application/cloudevents+json";
 
-impl DaprPublisher {
+impl RawPublisher {
     /// A publisher for the sidecar at `base` (`http://127.0.0.1:3500`).
     pub fn new(base: &str) -> Self {
         let client = Client::builder(TokioExecutor::new()).build_http();

@@ -17,7 +17,7 @@ mod tests;
 pub use crate::config::{
     Backend, DEFAULT_DATABASE_URL, Database, DbConfig, MappedUrl, map_sqlalchemy_url,
 };
-pub use crate::error::{BoxError, InvalidRow, OpenError, StoreError};
+pub use crate::error::{InvalidRow, OpenError, StoreError};
 pub use crate::migrations::{
     MIGRATION_LOCK_KEY, POSTGRES_MIGRATIONS, SQLITE_MIGRATIONS, embedded_versions,
     pending_migrations, pending_of, run_pending, run_pending_locked,

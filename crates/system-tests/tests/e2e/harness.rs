@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail, ensure};
-use system_tests::{DaprPublisher, stack_endpoint};
+use system_tests::{RawPublisher, stack_endpoint};
 use uuid::Uuid;
 
 /// Every endpoint and binary an end-to-end test needs; `None` when one is missing outside CI (the test then says
@@ -394,7 +394,7 @@ impl Daprd {
             .spawn()
             .with_context(|| format!("starting scripts/daprd exec ({})", self.bin.display()))?;
         self.child = Killed(Some(child));
-        DaprPublisher::new(&self.endpoint())
+        RawPublisher::new(&self.endpoint())
             .wait_until_ready(Duration::from_secs(60))
             .await
             .with_context(|| format!("daprd log: {}", self.log.display()))

@@ -10,7 +10,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
-use system_tests::{DaprPublisher, KafkaReader, ReadRecord, stack_endpoint};
+use system_tests::{KafkaReader, RawPublisher, ReadRecord, stack_endpoint};
 
 const PUBSUB: &str = "pubsub-kafka";
 const TOPICS: [&str; 3] = ["task-events", "task-updates", "reminders"];
@@ -183,7 +183,7 @@ async fn events_published_through_daprd_arrive_in_kafka_once_in_order_and_intact
         return Ok(());
     };
 
-    let publisher = DaprPublisher::new(&dapr);
+    let publisher = RawPublisher::new(&dapr);
     publisher.wait_until_ready(Duration::from_secs(30)).await?;
     let mut kafka = KafkaReader::connect(&bootstrap, &TOPICS, PARTITIONS).await?;
     kafka.mark().await?;
