@@ -380,7 +380,7 @@ async fn outbox_rows_left_by_a_killed_service_are_delivered_after_restart() -> a
     let samples = load.stop().await?;
     let (expected, _) = summarize(name, &samples)?;
     let pending = harness::sql(
-        &database.url,
+        database.url(),
         "SELECT count(*) FROM event_outbox WHERE failed_at IS NULL",
     )?;
     eprintln!("{name}: {pending} undelivered outbox rows when task-api gets kill -9");
@@ -392,7 +392,7 @@ async fn outbox_rows_left_by_a_killed_service_are_delivered_after_restart() -> a
     drop(server);
 
     daprd.restart().await?;
-    let env_vars = crate::service_env(&database.url, &daprd.endpoint(), "outbox");
+    let env_vars = crate::service_env(database.url(), &daprd.endpoint(), "outbox");
     let restarted = TaskApi::start(&env.task_api, &env_vars)?;
     let received = events::collect(
         &kafka,
@@ -410,7 +410,7 @@ async fn outbox_rows_left_by_a_killed_service_are_delivered_after_restart() -> a
     );
     let left = harness::eventually(Duration::from_secs(30), || async {
         harness::sql(
-            &database.url,
+            database.url(),
             "SELECT count(*) FROM event_outbox WHERE failed_at IS NULL",
         )
         .ok()
@@ -464,7 +464,7 @@ async fn requests_stay_fast_when_the_sidecar_hangs() -> anyhow::Result<()> {
         );
         let pending = if delivery == "outbox" {
             harness::sql(
-                &database.url,
+                database.url(),
                 "SELECT count(*) FROM event_outbox WHERE failed_at IS NULL",
             )?
         } else {

@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail, ensure};
 use system_tests::{RawPublisher, stack_endpoint};
-use uuid::Uuid;
 
 /// Every endpoint and binary an end-to-end test needs; `None` when one is missing outside CI (the test then says
 /// `skipped: …` and passes).
@@ -189,45 +188,9 @@ pub(crate) fn sql(url: &str, command: &str) -> anyhow::Result<String> {
     Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
 }
 
-/// A fresh PostgreSQL database on the server of `TEST_DATABASE_URL`, dropped on drop.
-pub(crate) struct Database {
-    admin_url: String,
-    name: String,
-    pub(crate) url: String,
-}
-
-impl Database {
-    /// Creates `pakaura_e2e_<random>`.
-    pub(crate) fn create(admin_url: &str) -> anyhow::Result<Self> {
-        let name = format!("pakaura_e2e_{}", Uuid::new_v4().simple());
-        let (without_query, query) = admin_url
-            .split_once('?')
-            .map_or((admin_url, None), |(url, query)| (url, Some(query)));
-        let (server, _db) = without_query
-            .rsplit_once('/')
-            .filter(|(server, _)| server.contains("://") && !server.ends_with('/'))
-            .context("TEST_DATABASE_URL has no database path")?;
-        let url = match query {
-            Some(query) => format!("{server}/{name}?{query}"),
-            None => format!("{server}/{name}"),
-        };
-        sql(admin_url, &format!("CREATE DATABASE {name}"))?;
-        Ok(Self {
-            admin_url: admin_url.to_owned(),
-            name,
-            url,
-        })
-    }
-}
-
-impl Drop for Database {
-    fn drop(&mut self) {
-        let _ = sql(
-            &self.admin_url,
-            &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
-        );
-    }
-}
+/// A fresh, empty PostgreSQL database on the server of `TEST_DATABASE_URL` (made by `test-db`, as every other
+/// crate's test databases), dropped on drop; `task-api migrate` gives it its schema.
+pub(crate) use test_db::TestDatabase as Database;
 
 /// Runs `task-api migrate` on `database_url`.
 pub(crate) fn migrate(bin: &Path, database_url: &str) -> anyhow::Result<()> {

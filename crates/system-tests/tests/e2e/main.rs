@@ -55,9 +55,9 @@ async fn start_service(
     dapr: &str,
     delivery: &str,
 ) -> anyhow::Result<(Database, TaskApi)> {
-    let database = Database::create(admin_url)?;
-    harness::migrate(bin, &database.url)?;
-    let server = TaskApi::start(bin, &service_env(&database.url, dapr, delivery))?;
+    let database = Database::empty(admin_url).await?;
+    harness::migrate(bin, database.url())?;
+    let server = TaskApi::start(bin, &service_env(database.url(), dapr, delivery))?;
     Ok((database, server))
 }
 

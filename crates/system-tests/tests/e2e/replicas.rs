@@ -109,7 +109,7 @@ async fn user_load(
 
 /// The rows still in `event_outbox`.
 fn outbox_backlog(database: &Database) -> anyhow::Result<usize> {
-    let count = harness::sql(&database.url, "SELECT count(*) FROM event_outbox")?;
+    let count = harness::sql(database.url(), "SELECT count(*) FROM event_outbox")?;
     count
         .trim()
         .parse()
@@ -129,14 +129,14 @@ async fn two_replicas_with_two_daprds_keep_per_task_order_and_lose_nothing_throu
     };
     let mut kafka = KafkaReader::connect(&env.kafka, &TOPICS, PARTITIONS).await?;
     kafka.mark().await?;
-    let database = Database::create(&env.database_url)?;
-    harness::migrate(&env.task_api, &database.url)?;
+    let database = Database::empty(&env.database_url).await?;
+    harness::migrate(&env.task_api, database.url())?;
     let mut daprds = [
         Daprd::start(&env.daprd).await?,
         Daprd::start(&env.daprd).await?,
     ];
     let service_env =
-        |daprd: &Daprd| crate::service_env(&database.url, &daprd.endpoint(), "outbox");
+        |daprd: &Daprd| crate::service_env(database.url(), &daprd.endpoint(), "outbox");
     let mut servers = [
         TaskApi::start(&env.task_api, &service_env(&daprds[0]))?,
         TaskApi::start(&env.task_api, &service_env(&daprds[1]))?,
