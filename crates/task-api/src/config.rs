@@ -205,6 +205,10 @@ pub struct EventsConfig {
     pub batch_max: usize,
     /// Fire-and-forget: how long a publishing lane waits for a batch to fill (`EVENT_BATCH_LINGER_MS`).
     pub batch_linger: Duration,
+    /// Fire-and-forget: whether a bulk request may carry several consecutive events of one user and topic
+    /// (`EVENT_BATCH_SAME_KEY`, default off); keeps order only where the pub/sub component publishes a bulk request's
+    /// entries in order and all-or-nothing per key (see `DispatcherConfig::with_same_key_batches`).
+    pub batch_same_key: bool,
     /// Fire-and-forget: attempts of one event before it is given up and counted in `events_failed_total`.
     pub max_attempts: u32,
     /// The CloudEvents `source` (`EVENT_SOURCE`, default `pakaura/api`).
@@ -227,6 +231,7 @@ impl Default for EventsConfig {
             queue_capacity: 10_000,
             batch_max: 32,
             batch_linger: Duration::from_millis(1),
+            batch_same_key: false,
             max_attempts: 5,
             source: "pakaura/api".to_owned(),
             topics: Topics::default(),

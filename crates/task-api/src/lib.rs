@@ -164,6 +164,7 @@ pub fn build_delivery(
                     .with_queue_capacity(events.queue_capacity)
                     .with_max_batch(events.batch_max)
                     .with_linger(events.batch_linger)
+                    .with_same_key_batches(events.batch_same_key)
                     .with_max_attempts(events.max_attempts),
                 log.clone(),
             );
