@@ -25,6 +25,7 @@
 //! | `EVENT_QUEUE_CAPACITY` | `1000` | in-memory queue size of fire-and-forget |
 //! | `EVENT_BATCH_MAX` | `32` | fire-and-forget: most queued events of one topic, user and trace per bulk request (1: none) |
 //! | `EVENT_BATCH_LINGER_MS` | `1` | fire-and-forget: how long an otherwise idle publishing lane waits for a batch to fill |
+//! | `EVENT_BATCH_SAME_KEY` | `false` | fire-and-forget: a bulk request may carry several consecutive events of one user and topic; keeps order only where the pub/sub component publishes a bulk request in order and all-or-nothing per key (docs/EVENTS.md) |
 //! | `EVENT_SOURCE` | `pakaura/api` | CloudEvents `source`, a URI-reference |
 //! | `TOPIC_TASK_EVENTS` / `TOPIC_TASK_UPDATES` / `TOPIC_REMINDERS` | `task-events` / `task-updates` / `reminders` | topics |
 //! | `OUTBOX_MAX_ATTEMPTS` | `20` | rejections (4xx) of one event before its outbox row is moved aside; outages are retried without limit |
@@ -91,6 +92,7 @@ pub(crate) const ENV_NAMES: &[&str] = &[
     "EVENT_QUEUE_CAPACITY",
     "EVENT_BATCH_MAX",
     "EVENT_BATCH_LINGER_MS",
+    "EVENT_BATCH_SAME_KEY",
     "EVENT_SOURCE",
     "TOPIC_TASK_EVENTS",
     "TOPIC_TASK_UPDATES",
@@ -224,6 +226,8 @@ pub(crate) struct Settings {
     pub(crate) event_batch_max: usize,
     /// `EVENT_BATCH_LINGER_MS`.
     pub(crate) event_batch_linger_ms: u64,
+    /// `EVENT_BATCH_SAME_KEY`.
+    pub(crate) event_batch_same_key: bool,
     /// `EVENT_SOURCE`.
     pub(crate) event_source: String,
     /// `TOPIC_TASK_EVENTS`.
@@ -282,6 +286,7 @@ impl Default for Settings {
             event_queue_capacity: 1_000,
             event_batch_max: 32,
             event_batch_linger_ms: 1,
+            event_batch_same_key: false,
             event_source: "pakaura/api".to_owned(),
             topic_task_events: "task-events".to_owned(),
             topic_task_updates: "task-updates".to_owned(),
@@ -648,7 +653,8 @@ impl Settings {
                     .with_max_attempts(FIRE_AND_FORGET_MAX_ATTEMPTS)
                     .with_backoff(FIRE_AND_FORGET_FIRST_BACKOFF, FIRE_AND_FORGET_MAX_BACKOFF)
                     .with_max_batch(self.event_batch_max)
-                    .with_linger(Duration::from_millis(self.event_batch_linger_ms)),
+                    .with_linger(Duration::from_millis(self.event_batch_linger_ms))
+                    .with_same_key_batches(self.event_batch_same_key),
                 source: self.event_source.trim().to_owned(),
                 topics: Topics {
                     task_events: self.topic_task_events.trim().to_owned(),

@@ -19,7 +19,7 @@
 //! goes out only once the one before it was accepted (or given up on). Requests batch *across*
 //! keys, where no order is promised.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
@@ -71,6 +71,11 @@ pub struct BatchLimits {
     /// How many events past the first planned one are looked at to fill the requests: bounds
     /// the work per plan on a long line. The first ready event is always found, however far.
     pub lookahead: usize,
+    /// Whether consecutive events of one ordering key may share a request (default `false`:
+    /// at most one event per key in a plan). Keeps order only where the component publishes a
+    /// bulk request's entries in order and fails them all-or-nothing per key; see
+    /// [`with_consecutive_same_key`](Self::with_consecutive_same_key).
+    pub same_key: bool,
 }
 
 impl BatchLimits {
@@ -82,7 +87,21 @@ impl BatchLimits {
             max_bytes: crate::MAX_BULK_BODY_BYTES,
             max_requests: usize::MAX,
             lookahead: usize::MAX,
+            same_key: false,
         }
+    }
+
+    /// Lets a request carry several consecutive events of one ordering key: an event joins the
+    /// request that holds the earlier events of its key when every earlier event of its key in
+    /// the line is in that request (none waiting, none held back, none in another request) and
+    /// the request has room. The entries stay in arrival order within the request.
+    ///
+    /// The events of a key then reach the broker in order only if the component publishes a bulk
+    /// request's entries in order and all-or-nothing per key: if an entry fails while a later
+    /// entry of its key is published, the retry of the failed one lands after it. Off by default.
+    pub fn with_consecutive_same_key(mut self, same_key: bool) -> Self {
+        self.same_key = same_key;
+        self
     }
 
     /// Sets how many events past the first planned one are looked at (see
@@ -114,7 +133,9 @@ impl BatchLimits {
 ///   earlier event that is not ready, a placeholder of its partition key, or an earlier event of
 ///   its key planned in this very plan, holds it back;
 /// - so no two events of one ordering key are in one plan, and the requests of one plan may be
-///   sent at the same time;
+///   sent at the same time; the one exception is opt-in
+///   ([`BatchLimits::with_consecutive_same_key`]): consecutive events of one key may then follow
+///   each other in one request (never in two);
 /// - a request holds one destination and one `group`, at most `max_entries` events and (when it
 ///   has more than one) at most `max_bytes`; an event that may not travel in bulk is a request
 ///   of its own.
@@ -134,12 +155,23 @@ pub fn plan<'a, G: PartialEq + Clone>(
     entries: impl IntoIterator<Item = PlanEntry<'a, G>>,
     limits: BatchLimits,
 ) -> Vec<Vec<usize>> {
-    let mut held: HashSet<(Destination<'a>, &'a str)> = HashSet::new();
+    // Per ordering key seen so far: the request holding its events (`Some`), or held back (`None`).
+    let mut keys: HashMap<(Destination<'a>, &'a str), Option<usize>> = HashMap::new();
     let mut held_keys: HashSet<&'a str> = HashSet::new();
     let mut requests: Vec<Vec<usize>> = Vec::new();
     // Per request: its destination and group, whether it may grow, and its bytes.
     let mut open: Vec<(Destination<'a>, G, bool, usize)> = Vec::new();
     let mut first_planned: Option<usize> = None;
+    let fits = |request: &Vec<usize>,
+                (to, group, grows, bytes): &(Destination<'a>, G, bool, usize),
+                destination: Destination<'a>,
+                entry: &PlanEntry<'a, G>| {
+        *grows
+            && *to == destination
+            && *group == entry.group
+            && request.len() < limits.max_entries
+            && bytes + entry.size <= limits.max_bytes
+    };
     for (index, entry) in entries.into_iter().enumerate() {
         if first_planned.is_some_and(|first| index - first > limits.lookahead) {
             break;
@@ -150,41 +182,59 @@ pub fn plan<'a, G: PartialEq + Clone>(
             }
             continue;
         };
-        if let Some(key) = entry.partition_key {
-            // Whatever happens to this event, the later ones of its key wait for it.
-            if held_keys.contains(key) || !held.insert((destination, key)) {
+        let joinable = entry.bulk && limits.max_entries > 1;
+        let ordering_key = entry.partition_key.map(|key| (destination, key));
+        if let Some(ordering_key) = ordering_key {
+            if held_keys.contains(ordering_key.1) {
                 continue;
             }
+            if let Some(state) = keys.get_mut(&ordering_key) {
+                // An earlier event of its key is in the line: it waits, unless it may follow that
+                // event in the same request.
+                match *state {
+                    Some(at)
+                        if limits.same_key
+                            && entry.ready
+                            && joinable
+                            && fits(&requests[at], &open[at], destination, &entry) =>
+                    {
+                        requests[at].push(index);
+                        open[at].3 += entry.size;
+                    }
+                    _ => *state = None,
+                }
+                continue;
+            }
+            // Whatever happens to this event, the later ones of its key wait for it.
+            keys.insert(ordering_key, None);
         }
         if !entry.ready {
             continue;
         }
-        let joinable = entry.bulk && limits.max_entries > 1;
         let target = joinable
             .then(|| {
                 requests
                     .iter()
                     .zip(&open)
-                    .position(|(request, (to, group, grows, bytes))| {
-                        *grows
-                            && *to == destination
-                            && *group == entry.group
-                            && request.len() < limits.max_entries
-                            && bytes + entry.size <= limits.max_bytes
-                    })
+                    .position(|(request, state)| fits(request, state, destination, &entry))
             })
             .flatten();
-        match target {
+        let planned_in = match target {
             Some(at) => {
                 requests[at].push(index);
                 open[at].3 += entry.size;
+                Some(at)
             }
             None if requests.len() < limits.max_requests => {
                 requests.push(vec![index]);
                 open.push((destination, entry.group, joinable, entry.size));
                 first_planned.get_or_insert(index);
+                Some(requests.len() - 1)
             }
-            None => {}
+            None => None,
+        };
+        if let Some(ordering_key) = ordering_key {
+            keys.insert(ordering_key, planned_in);
         }
         // No more requests and none can grow: the rest of the line changes nothing (a lane
         // without batching then plans in constant time, however long its line).
@@ -423,6 +473,13 @@ mod tests {
         }
     }
 
+    impl BatchLimits {
+        fn with_max_entries_for_test(mut self, entries: usize) -> Self {
+            self.max_entries = entries;
+            self
+        }
+    }
+
     /// A name, the waiting events, the caps, and the expected requests.
     type Case = (
         &'static str,
@@ -536,6 +593,49 @@ mod tests {
                 "request cap",
                 vec![e(A, "u"), e(B, "v"), group(e(A, "w"), 1)],
                 limits.with_max_requests(1),
+                vec![vec![0]],
+            ),
+            (
+                "same key opt-in: consecutive events of one key share a request, in order",
+                vec![e(A, "u"), e(A, "u"), e(A, "v"), e(A, "u")],
+                limits
+                    .with_max_entries_for_test(4)
+                    .with_consecutive_same_key(true),
+                vec![vec![0, 1, 2, 3]],
+            ),
+            (
+                "same key opt-in: a full request holds the key's later events back",
+                vec![e(A, "u"), e(A, "u"), e(A, "u"), e(A, "u"), e(A, "v")],
+                limits.with_consecutive_same_key(true),
+                vec![vec![0, 1, 2], vec![4]],
+            ),
+            (
+                "same key opt-in: an event that cannot join its key's request holds the rest back",
+                vec![
+                    e(A, "u"),
+                    group(e(A, "u"), 1),
+                    e(A, "u"),
+                    group(e(A, "v"), 1),
+                ],
+                limits.with_consecutive_same_key(true),
+                vec![vec![0], vec![3]],
+            ),
+            (
+                "same key opt-in: a waiting event still holds back its key",
+                vec![waiting(e(A, "u")), e(A, "u"), e(A, "v"), e(A, "v")],
+                limits.with_consecutive_same_key(true),
+                vec![vec![2, 3]],
+            ),
+            (
+                "same key opt-in: a placeholder still holds back its key",
+                vec![e(A, "u"), placeholder("u"), e(A, "u")],
+                limits.with_consecutive_same_key(true),
+                vec![vec![0]],
+            ),
+            (
+                "same key opt-in: not without batching",
+                vec![e(A, "u"), e(A, "u")],
+                BatchLimits::new(1).with_consecutive_same_key(true),
                 vec![vec![0]],
             ),
         ];

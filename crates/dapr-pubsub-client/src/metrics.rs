@@ -20,6 +20,7 @@ pub(crate) struct Counters {
     pub(crate) dropped: AtomicU64,
     pub(crate) bulk_requests: AtomicU64,
     pub(crate) bulk_entries: AtomicU64,
+    pub(crate) overtaken: AtomicU64,
     pub(crate) queue_depth: AtomicUsize,
     pub(crate) in_flight: AtomicUsize,
     pub(crate) latency: Histogram,
@@ -35,6 +36,7 @@ impl Counters {
             dropped: self.dropped.load(Ordering::Relaxed),
             bulk_requests: self.bulk_requests.load(Ordering::Relaxed),
             bulk_entries: self.bulk_entries.load(Ordering::Relaxed),
+            overtaken: self.overtaken.load(Ordering::Relaxed),
             queue_depth: self.queue_depth.load(Ordering::Relaxed),
             in_flight: self.in_flight.load(Ordering::Relaxed),
             latency: self.latency.snapshot(),
@@ -109,6 +111,11 @@ pub struct MetricsSnapshot {
     /// Events sent in those bulk requests, counted once per attempt: `bulk_entries /
     /// bulk_requests` is the mean batch size.
     pub bulk_entries: u64,
+    /// Events of a bulk request that failed while a later event of their ordering key in the same
+    /// request was published: their key's order is broken. Only possible with
+    /// [`DispatcherConfig::with_same_key_batches`](crate::DispatcherConfig::with_same_key_batches); each such request is also
+    /// logged (WARN) with the event ids.
+    pub overtaken: u64,
     /// Events waiting in the queue.
     pub queue_depth: usize,
     /// Events being delivered (including those waiting for a retry).

@@ -135,6 +135,8 @@ pub(crate) struct Mode {
     pub(crate) sidecar: Sidecar,
     /// Run with `--baseline-binary` instead of `--binary`.
     pub(crate) baseline: bool,
+    /// More environment of this configuration (before `--server-env`, which may override it).
+    pub(crate) env: &'static [(&'static str, &'static str)],
 }
 
 impl Mode {
@@ -155,6 +157,7 @@ pub(crate) const BASELINE_MODES: [Mode; 2] = [
         delivery: "fire-and-forget",
         sidecar: Sidecar::Ok,
         baseline: true,
+        env: &[],
     },
     Mode {
         key: "outbox-204-before",
@@ -162,17 +165,19 @@ pub(crate) const BASELINE_MODES: [Mode; 2] = [
         delivery: "outbox",
         sidecar: Sidecar::Ok,
         baseline: true,
+        env: &[],
     },
 ];
 
 /// The configurations, publishing off first (the baseline of every ratio).
-pub(crate) const MODES: [Mode; 5] = [
+pub(crate) const MODES: [Mode; 6] = [
     Mode {
         key: "off",
         publishing: false,
         delivery: "fire-and-forget",
         sidecar: Sidecar::None,
         baseline: false,
+        env: &[],
     },
     Mode {
         key: "ff-204",
@@ -180,6 +185,7 @@ pub(crate) const MODES: [Mode; 5] = [
         delivery: "fire-and-forget",
         sidecar: Sidecar::Ok,
         baseline: false,
+        env: &[],
     },
     Mode {
         key: "outbox-204",
@@ -187,6 +193,7 @@ pub(crate) const MODES: [Mode; 5] = [
         delivery: "outbox",
         sidecar: Sidecar::Ok,
         baseline: false,
+        env: &[],
     },
     Mode {
         key: "ff-hang",
@@ -194,6 +201,7 @@ pub(crate) const MODES: [Mode; 5] = [
         delivery: "fire-and-forget",
         sidecar: Sidecar::Hanging,
         baseline: false,
+        env: &[],
     },
     Mode {
         key: "outbox-hang",
@@ -201,6 +209,17 @@ pub(crate) const MODES: [Mode; 5] = [
         delivery: "outbox",
         sidecar: Sidecar::Hanging,
         baseline: false,
+        env: &[],
+    },
+    // Fire-and-forget with the opt-in same-key bulk requests (EVENT_BATCH_SAME_KEY): a busy user's queued events
+    // share a request.
+    Mode {
+        key: "ff-204-samekey",
+        publishing: true,
+        delivery: "fire-and-forget",
+        sidecar: Sidecar::Ok,
+        baseline: false,
+        env: &[("EVENT_BATCH_SAME_KEY", "true")],
     },
 ];
 
@@ -303,6 +322,11 @@ fn server_env(cli: &Cli, mode: &Mode, sidecar: std::net::SocketAddr) -> Vec<(Str
     ]
     .into_iter()
     .map(|(key, value)| (key.to_owned(), value))
+    .chain(
+        mode.env
+            .iter()
+            .map(|(key, value)| ((*key).to_owned(), (*value).to_owned())),
+    )
     .chain(cli.server_env.iter().cloned())
     .collect()
 }
@@ -614,7 +638,46 @@ fn main() -> ExitCode {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_env_pair;
+    use clap::Parser;
+
+    use super::{Cli, MODES, parse_env_pair, server_env};
+
+    #[test]
+    fn the_same_key_mode_opts_in_and_server_env_still_overrides_it() {
+        let sidecar = "127.0.0.1:9".parse().unwrap();
+        let value = |env: &[(String, String)], key: &str| {
+            env.iter()
+                .rev()
+                .find(|(name, _)| name == key)
+                .map(|(_, value)| value.clone())
+        };
+        let mode = |key: &str| *MODES.iter().find(|mode| mode.key == key).unwrap();
+        let cli = Cli::try_parse_from(["load-bench", "--binary", "task-api"]).unwrap();
+        let same_key = server_env(&cli, &mode("ff-204-samekey"), sidecar);
+        assert_eq!(
+            value(&same_key, "EVENT_BATCH_SAME_KEY").as_deref(),
+            Some("true")
+        );
+        assert_eq!(
+            value(&same_key, "EVENT_DELIVERY").as_deref(),
+            Some("fire-and-forget")
+        );
+        let plain = server_env(&cli, &mode("ff-204"), sidecar);
+        assert_eq!(value(&plain, "EVENT_BATCH_SAME_KEY"), None);
+        let cli = Cli::try_parse_from([
+            "load-bench",
+            "--binary",
+            "task-api",
+            "--server-env",
+            "EVENT_BATCH_SAME_KEY=false",
+        ])
+        .unwrap();
+        let overridden = server_env(&cli, &mode("ff-204-samekey"), sidecar);
+        assert_eq!(
+            value(&overridden, "EVENT_BATCH_SAME_KEY").as_deref(),
+            Some("false")
+        );
+    }
 
     #[test]
     fn server_env_pairs_need_a_plain_name_and_an_equals_sign() {

@@ -266,6 +266,7 @@ pub(crate) fn goals(runs: &[Run], drains: &[DrainResult]) -> Vec<GoalRow> {
     }
     for (goal, mode, throughput, p99, cpu) in [
         (2u8, "ff-204", 0.97, 1.0, Some(1.05)),
+        (2u8, "ff-204-samekey", 0.97, 1.0, Some(1.05)),
         (3u8, "outbox-204", 0.90, 2.0, None),
     ] {
         for run in runs {

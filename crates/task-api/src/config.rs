@@ -236,7 +236,8 @@ pub struct EventsConfig {
     /// The delivery mode (`EVENT_DELIVERY`).
     pub delivery: EventDelivery,
     /// Fire-and-forget: the dispatcher's queue capacity (`EVENT_QUEUE_CAPACITY`), batching (`EVENT_BATCH_MAX`,
-    /// `EVENT_BATCH_LINGER_MS`; one event per user and trace in a request), lanes, attempts and backoff. An event
+    /// `EVENT_BATCH_LINGER_MS`; one event per user in a request unless `EVENT_BATCH_SAME_KEY`), lanes, attempts and
+    /// backoff. An event
     /// given up after its attempts is counted in `events_failed_total`.
     pub dispatcher: DispatcherConfig,
     /// The CloudEvents `source` (`EVENT_SOURCE`).

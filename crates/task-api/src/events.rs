@@ -35,6 +35,9 @@ pub const REMINDER_CANCELLED: &str = "reminder.cancelled";
 pub const EXT_TRACEID: &str = "traceid";
 /// The extension carrying the correlation id that consumers should read.
 pub const EXT_CORRELATIONID: &str = "correlationid";
+/// The CloudEvents distributed-tracing extension: the request's W3C `traceparent`, when it had one. With it in the
+/// event, events of different traces can share one bulk publish request (which carries one `traceparent` header).
+pub const EXT_TRACEPARENT: &str = "traceparent";
 /// The extension carrying the partition key (the user id).
 pub const EXT_PARTITIONKEY: &str = "partitionkey";
 
@@ -372,16 +375,18 @@ impl EventFactory {
             ),
         };
         let correlation = ctx.correlation_id.to_string();
-        let event = CloudEvent::builder(Uuid::new_v4().to_string(), self.source.clone(), ty)
+        let mut builder = CloudEvent::builder(Uuid::new_v4().to_string(), self.source.clone(), ty)
             .time(now)
             .subject(task_id)
             .datacontenttype("application/json")
             .extension(EXT_TRACEID, correlation.clone())
             .extension(EXT_CORRELATIONID, correlation)
             .extension(EXT_PARTITIONKEY, user_id.clone())
-            .extension(EXT_SEQUENCE, sequence)
-            .data(data)
-            .build()?;
+            .extension(EXT_SEQUENCE, sequence);
+        if let Some(traceparent) = &ctx.traceparent {
+            builder = builder.extension(EXT_TRACEPARENT, traceparent.clone());
+        }
+        let event = builder.data(data).build()?;
         Ok(OutgoingEvent {
             topic: topic.to_owned(),
             partition_key: user_id,

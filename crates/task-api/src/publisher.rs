@@ -248,6 +248,11 @@ impl EventPublisher for DaprPublisher {
                 m.bulk_entries as f64,
             ),
             counter(
+                "events_overtaken_total",
+                "Events of a bulk request that failed while a later event of their user and topic in it was published (order broken; only with EVENT_BATCH_SAME_KEY)",
+                m.overtaken as f64,
+            ),
+            counter(
                 "events_publish_duration_seconds_count",
                 "Publish attempts (one HTTP exchange each)",
                 m.latency.count() as f64,

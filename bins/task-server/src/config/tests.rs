@@ -77,6 +77,7 @@ fn original_environment_names_are_honoured() {
         jail.set_env("EVENT_SOURCE", "pakaura/test");
         jail.set_env("EVENT_BATCH_MAX", "1");
         jail.set_env("EVENT_BATCH_LINGER_MS", "3");
+        jail.set_env("EVENT_BATCH_SAME_KEY", "true");
         jail.set_env("TOPIC_TASK_EVENTS", "te");
         jail.set_env("TOPIC_TASK_UPDATES", "tu");
         jail.set_env("TOPIC_REMINDERS", "tr");
@@ -99,6 +100,7 @@ fn original_environment_names_are_honoured() {
         assert_eq!(config.events.publish_timeout(), Duration::from_millis(250));
         assert_eq!(config.events.dispatcher.max_batch(), 1);
         assert_eq!(config.events.dispatcher.linger(), Duration::from_millis(3));
+        assert!(config.events.dispatcher.same_key_batches());
         assert!(config.auth.cookie_secure);
         assert_eq!(config.auth.cookie_samesite, CookieSameSite::Strict);
         assert_eq!(

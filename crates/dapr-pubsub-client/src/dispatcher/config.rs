@@ -19,6 +19,7 @@ use crate::delivery::RetryPolicy;
 /// | first backoff / backoff cap | 100 ms / 5 s |
 /// | events per request (`max_batch`; 1 = no batching) | 1 |
 /// | linger (wait for more events to fill a batch) | 0 |
+/// | consecutive events of one key in a request ([`with_same_key_batches`](Self::with_same_key_batches)) | no |
 #[derive(Clone, Debug)]
 pub struct DispatcherConfig {
     pub(crate) queue_capacity: usize,
@@ -28,6 +29,7 @@ pub struct DispatcherConfig {
     pub(crate) max_backoff: Duration,
     pub(crate) max_batch: usize,
     pub(crate) linger: Duration,
+    pub(crate) same_key_batches: bool,
 }
 
 impl DispatcherConfig {
@@ -45,6 +47,7 @@ impl DispatcherConfig {
             max_backoff: Duration::from_secs(5),
             max_batch: 1,
             linger: Duration::ZERO,
+            same_key_batches: false,
         }
     }
 
@@ -122,6 +125,35 @@ impl DispatcherConfig {
     pub fn with_linger(mut self, linger: Duration) -> Self {
         self.linger = linger;
         self
+    }
+
+    /// Lets a bulk request carry several consecutive events of one ordering key (pub/sub,
+    /// topic, partition key), in order; off by default (at most one per key, see
+    /// [`with_max_batch`](Self::with_max_batch)). Only used when `max_batch` > 1. Lets one busy
+    /// key's queued events go out together instead of one request each.
+    ///
+    /// **Keeps order only where the pub/sub component publishes a bulk request's entries in
+    /// order and all-or-nothing per key.** Dapr promises neither: components without native bulk
+    /// publish go through Dapr's default bulk publisher, which publishes the entries
+    /// concurrently; the Kafka component hands them in order to one Sarama producer
+    /// (`SendMessages`), but an entry can fail on its own (a message over the broker's size limit,
+    /// a serialization error) while a later entry of its key is published, and a retry inside the
+    /// producer (not idempotent, up to 5 requests in flight by Sarama's defaults) can reorder a
+    /// partition's records. Turn it on only for Kafka with events that cannot fail one by one.
+    ///
+    /// The dispatcher watches for the failure it can see: when a bulk response reports a failed
+    /// entry followed by a published entry of the same key, the failed event has been overtaken;
+    /// it is counted in [`MetricsSnapshot::overtaken`](crate::MetricsSnapshot::overtaken) and the
+    /// request is logged (WARN, once, with the event ids). The failed entry is still retried (it
+    /// lands after the events that overtook it).
+    pub fn with_same_key_batches(mut self, enabled: bool) -> Self {
+        self.same_key_batches = enabled;
+        self
+    }
+
+    /// Whether a bulk request may carry consecutive events of one key.
+    pub fn same_key_batches(&self) -> bool {
+        self.same_key_batches
     }
 
     /// The most events per request (1: no batching).

@@ -11,10 +11,10 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use crate::delivery::{BatchLimits, Destination, PlanEntry, plan};
-use crate::dispatcher::Shared;
 use crate::dispatcher::message::{BulkForm, Command, Message};
 use crate::dispatcher::report::UndeliveredEvent;
 use crate::dispatcher::send::deliver;
+use crate::dispatcher::{DispatcherConfig, Shared};
 use crate::error::PublishError;
 
 /// A place in a lane's line.
@@ -72,7 +72,7 @@ pub(crate) async fn run_lane(
         if open {
             open = drain(&shared, &mut queue, &mut commands);
         }
-        let mut request = next_request(&queue, config.max_batch);
+        let mut request = next_request(&queue, config);
         if request.is_empty() {
             let wake_at = queue
                 .iter()
@@ -111,7 +111,7 @@ pub(crate) async fn run_lane(
                 _ = tokio::time::sleep(linger) => {}
             }
             open = drain(&shared, &mut queue, &mut commands);
-            request = next_request(&queue, config.max_batch);
+            request = next_request(&queue, config);
         }
         let done = tokio::select! {
             biased;
@@ -135,7 +135,8 @@ async fn sleep_until(at: Option<Instant>) {
 
 /// The indices of the next request: the planner's first, over the line (lazily: the planner
 /// stops once the request cannot change any more, or `4 × max_batch` events past its first).
-fn next_request(queue: &VecDeque<Waiting>, max_batch: usize) -> Vec<usize> {
+fn next_request(queue: &VecDeque<Waiting>, config: &DispatcherConfig) -> Vec<usize> {
+    let max_batch = config.max_batch;
     let now = Instant::now();
     let entries = queue.iter().map(|waiting| match waiting {
         Waiting::Event(pending) => {
@@ -163,7 +164,8 @@ fn next_request(queue: &VecDeque<Waiting>, max_batch: usize) -> Vec<usize> {
     });
     let limits = BatchLimits::new(max_batch)
         .with_max_requests(1)
-        .with_lookahead(max_batch.saturating_mul(4));
+        .with_lookahead(max_batch.saturating_mul(4))
+        .with_consecutive_same_key(config.same_key_batches);
     plan(entries, limits).into_iter().next().unwrap_or_default()
 }
 

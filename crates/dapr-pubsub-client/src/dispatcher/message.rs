@@ -13,6 +13,11 @@ use crate::dispatcher::report::UndeliveredEvent;
 use crate::error::PublishError;
 use crate::options::{METADATA_PARTITION_KEY, PublishOptions};
 
+/// The CloudEvents distributed-tracing extension attributes (and the Dapr metadata keys that carry
+/// them to the broker as record headers).
+pub(crate) const TRACEPARENT: &str = "traceparent";
+pub(crate) const TRACESTATE: &str = "tracestate";
+
 /// Key-value pairs the submitter attaches to an event, logged with every line about its delivery
 /// (for example the task id and the correlation id), so that the dispatcher needs to know nothing
 /// about what the events describe.
@@ -62,6 +67,10 @@ pub(crate) struct Message {
     pub(crate) event_type: String,
     pub(crate) bulk: BulkForm,
     pub(crate) fields: LogFields,
+    /// Whether the event carries its own trace context (the CloudEvents distributed-tracing
+    /// extension, equal to the options' `traceparent`/`tracestate`): it then loses nothing in a
+    /// bulk request without that `traceparent` header, and may share one with other traces.
+    pub(crate) trace_in_event: bool,
 }
 
 impl Message {
@@ -75,10 +84,27 @@ impl Message {
         fields: LogFields,
     ) -> Result<Self, serde_json::Error> {
         let body = serde_json::to_vec(event)?;
-        let options = match options_for_event(event, &options) {
+        let mut options = match options_for_event(event, &options) {
             std::borrow::Cow::Borrowed(_) => options,
             std::borrow::Cow::Owned(with_key) => with_key,
         };
+        let extension = |name| event.extension(name).and_then(|value| value.as_str());
+        let trace_in_event = options.traceparent().is_some()
+            && extension(TRACEPARENT) == options.traceparent()
+            && extension(TRACESTATE) == options.tracestate();
+        if trace_in_event {
+            // Per-event metadata (bulk: entry metadata), which the Kafka component writes as
+            // record headers, so the record carries the trace context however it was sent.
+            let trace = [
+                (TRACEPARENT, options.traceparent().map(str::to_owned)),
+                (TRACESTATE, options.tracestate().map(str::to_owned)),
+            ];
+            for (key, value) in trace {
+                if let Some(value) = value {
+                    options = options.with_metadata(key, value);
+                }
+            }
+        }
         Ok(Self {
             pubsub: pubsub.to_owned(),
             topic: topic.to_owned(),
@@ -89,12 +115,22 @@ impl Message {
             event_type: event.ty().to_owned(),
             bulk: BulkForm::Json,
             fields,
+            trace_in_event,
         })
     }
 
     /// What must be equal for two events to share a bulk request.
     pub(crate) fn group(&self) -> RequestGroup<'_> {
-        RequestGroup(&self.options)
+        RequestGroup {
+            options: &self.options,
+            trace_in_event: self.trace_in_event,
+        }
+    }
+
+    /// Whether metadata `key` travels per event (bulk: as entry metadata) rather than per request.
+    pub(crate) fn is_entry_metadata(&self, key: &str) -> bool {
+        key == METADATA_PARTITION_KEY
+            || (self.trace_in_event && (key == TRACEPARENT || key == TRACESTATE))
     }
 
     pub(crate) fn into_undelivered(
@@ -116,44 +152,64 @@ impl Message {
     }
 }
 
-/// The request-level options of an event (metadata other than the partition key, which travels
-/// per entry; deadline; trace context: a request carries one `traceparent`, and no event may lose
-/// its own). Events share a bulk request only when these are equal.
+/// The request-level options of an event (metadata other than what travels per entry; deadline;
+/// trace context: a request carries one `traceparent` header, and no event may lose its own, so
+/// events that do not carry their trace context themselves share a request only with events of
+/// the same trace). Events share a bulk request only when these are equal.
 #[derive(Clone, Copy)]
-pub(crate) struct RequestGroup<'a>(&'a PublishOptions);
+pub(crate) struct RequestGroup<'a> {
+    options: &'a PublishOptions,
+    trace_in_event: bool,
+}
 
 impl RequestGroup<'_> {
     fn metadata(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.0
-            .metadata()
-            .filter(|(key, _)| *key != METADATA_PARTITION_KEY)
+        let trace_in_event = self.trace_in_event;
+        self.options.metadata().filter(move |(key, _)| {
+            *key != METADATA_PARTITION_KEY
+                && !(trace_in_event && (*key == TRACEPARENT || *key == TRACESTATE))
+        })
     }
+}
 
-    /// The options of a bulk request for this group: everything but the partition key.
-    pub(crate) fn request_options(&self) -> PublishOptions {
-        let mut options = PublishOptions::new();
-        for (key, value) in self.metadata() {
-            options = options.with_metadata(key, value);
-        }
-        if let Some(traceparent) = self.0.traceparent() {
-            options = options.with_traceparent(traceparent);
-        }
-        if let Some(tracestate) = self.0.tracestate() {
+/// The options of a bulk request for `messages` (one group): everything but what travels per
+/// entry, and the trace context header when every event has the same one (events that carry
+/// their own trace context may differ; the request then carries none).
+pub(crate) fn request_options(messages: &[&Message]) -> PublishOptions {
+    let first = messages[0].group();
+    let mut options = PublishOptions::new();
+    for (key, value) in first.metadata() {
+        options = options.with_metadata(key, value);
+    }
+    let shared = |get: fn(&PublishOptions) -> Option<&str>| {
+        let value = get(first.options);
+        messages
+            .iter()
+            .all(|message| get(&message.options) == value)
+            .then_some(value)
+            .flatten()
+    };
+    if let Some(traceparent) = shared(PublishOptions::traceparent) {
+        options = options.with_traceparent(traceparent);
+        if let Some(tracestate) = shared(PublishOptions::tracestate) {
             options = options.with_tracestate(tracestate);
         }
-        if let Some(timeout) = self.0.timeout() {
-            options = options.with_timeout(timeout);
-        }
-        options
     }
+    if let Some(timeout) = first.options.timeout() {
+        options = options.with_timeout(timeout);
+    }
+    options
 }
 
 impl PartialEq for RequestGroup<'_> {
     fn eq(&self, other: &Self) -> bool {
-        self.metadata().eq(other.metadata())
-            && self.0.timeout() == other.0.timeout()
-            && self.0.traceparent() == other.0.traceparent()
-            && self.0.tracestate() == other.0.tracestate()
+        let same_trace = (self.trace_in_event && other.trace_in_event)
+            || (self.trace_in_event == other.trace_in_event
+                && self.options.traceparent() == other.options.traceparent()
+                && self.options.tracestate() == other.options.tracestate());
+        same_trace
+            && self.metadata().eq(other.metadata())
+            && self.options.timeout() == other.options.timeout()
     }
 }
 

@@ -299,6 +299,7 @@ impl Dispatcher {
             event_type: String::new(),
             bulk,
             fields: LogFields::new(),
+            trace_in_event: false,
         })
     }
 

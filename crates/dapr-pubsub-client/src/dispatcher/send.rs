@@ -14,7 +14,7 @@ use crate::bulk::BulkEntry;
 use crate::delivery::Decision;
 use crate::dispatcher::Shared;
 use crate::dispatcher::lane::{Pending, Waiting};
-use crate::dispatcher::message::{BulkForm, Fields, Message};
+use crate::dispatcher::message::{BulkForm, Fields, Message, request_options};
 use crate::error::{ErrorChain, PublishError};
 
 fn pending(queue: &VecDeque<Waiting>, index: usize) -> &Pending {
@@ -73,6 +73,9 @@ pub(crate) async fn deliver(
     };
     let elapsed = started.elapsed();
     counters.latency.observe(elapsed);
+    if request.len() > 1 {
+        detect_overtaken(shared, queue, request, &results);
+    }
     let bulk_entries = (request.len() > 1).then_some(request.len());
     let mut done = Vec::with_capacity(request.len());
     // One pause for the whole request: its retried events become ready together and can share
@@ -119,6 +122,77 @@ pub(crate) async fn deliver(
     done
 }
 
+/// The detector of broken order: in a bulk request (all of one destination), an entry that failed
+/// while a later entry of its partition key was published has been overtaken; its retry will land
+/// after it. Only possible when consecutive events of one key share a request (the opt-in
+/// [`DispatcherConfig::with_same_key_batches`](crate::DispatcherConfig::with_same_key_batches)):
+/// counted per overtaken event in [`MetricsSnapshot::overtaken`](crate::MetricsSnapshot::overtaken) and logged once per request
+/// (WARN) with the event ids.
+fn detect_overtaken(
+    shared: &Shared,
+    queue: &VecDeque<Waiting>,
+    request: &[usize],
+    results: &[Result<(), Arc<PublishError>>],
+) {
+    let messages: Vec<&Message> = request
+        .iter()
+        .map(|&index| &pending(queue, index).message)
+        .collect();
+    let overtaken = overtaken_entries(&messages, results);
+    if overtaken.is_empty() {
+        return;
+    }
+    shared
+        .counters
+        .overtaken
+        .fetch_add(overtaken.len() as u64, Ordering::Relaxed);
+    let ids = |indices: &[usize]| {
+        indices
+            .iter()
+            .map(|&at| messages[at].event_id.as_str())
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let (failed, later): (Vec<usize>, Vec<usize>) = overtaken.iter().copied().unzip();
+    let mut later = later;
+    later.sort_unstable();
+    later.dedup();
+    let first = messages[failed[0]];
+    warn!(shared.log,
+        "{} failed bulk entries were overtaken by later events of their partition key: their order is broken",
+        failed.len();
+        "topic" => &first.topic, "pubsub" => &first.pubsub,
+        "partition_key" => first.options.partition_key().unwrap_or(""),
+        "failed_event_ids" => ids(&failed), "published_after_event_ids" => ids(&later),
+        "bulk_entries" => messages.len());
+}
+
+/// The overtaken entries of a bulk request: `(failed, first later published entry of its key)`.
+pub(crate) fn overtaken_entries(
+    messages: &[&Message],
+    results: &[Result<(), Arc<PublishError>>],
+) -> Vec<(usize, usize)> {
+    let mut overtaken = Vec::new();
+    for (at, message) in messages.iter().enumerate() {
+        let Some(key) = message.options.partition_key() else {
+            continue;
+        };
+        if results[at].is_ok() {
+            continue;
+        }
+        let later = (at + 1..messages.len()).find(|&next| {
+            results[next].is_ok()
+                && messages[next].options.partition_key() == Some(key)
+                && messages[next].topic == message.topic
+                && messages[next].pubsub == message.pubsub
+        });
+        if let Some(later) = later {
+            overtaken.push((at, later));
+        }
+    }
+    overtaken
+}
+
 /// One bulk request for `messages`; one result per message, in order. A failure of the whole
 /// request is shared by all of them.
 async fn send_bulk(shared: &Shared, messages: &[&Message]) -> Vec<Result<(), Arc<PublishError>>> {
@@ -142,7 +216,7 @@ async fn send_bulk(shared: &Shared, messages: &[&Message]) -> Vec<Result<(), Arc
                     &first.pubsub,
                     &first.topic,
                     &entries,
-                    &first.group().request_options(),
+                    &request_options(messages),
                 )
                 .await
         }
@@ -191,10 +265,11 @@ fn bulk_entry(message: &Message, entry_id: &str) -> Result<BulkEntry, PublishErr
             String::from_utf8_lossy(&message.body).into_owned(),
         )?,
     };
-    Ok(match message.options.partition_key() {
-        Some(key) => entry.with_partition_key(key),
-        None => entry,
-    })
+    Ok(message
+        .options
+        .metadata()
+        .filter(|(key, _)| message.is_entry_metadata(key))
+        .fold(entry, |entry, (key, value)| entry.with_metadata(key, value)))
 }
 
 /// Unique, non-empty entry ids: the event ids, unless empty or already used.

@@ -9,3 +9,4 @@ mod health;
 mod ordering;
 mod publish;
 mod support;
+mod trace_and_same_key;

@@ -271,7 +271,8 @@ pub(crate) async fn collect(
 
 /// Checks one record's envelope: a strictly valid CloudEvent whose attributes are the service's (SPEC.md §3.1) plus
 /// exactly what `daprd` adds when the event carries a `traceid` (docs/LOCAL-STACK.md): `topic`, `pubsubname` and
-/// an empty `tracestate`; no `traceparent`; the correlation id unchanged in both `traceid` and `correlationid`.
+/// an empty `tracestate`; the correlation id unchanged in both `traceid` and `correlationid`; `traceparent` only when
+/// the request had one (the CloudEvents distributed-tracing extension, kept by daprd), in the correlation's trace.
 pub(crate) fn check_envelope(received: &Received) -> anyhow::Result<()> {
     let event = received
         .event
@@ -329,7 +330,21 @@ pub(crate) fn check_envelope(received: &Received) -> anyhow::Result<()> {
         .extensions()
         .map(|(name, value)| (name, value.to_canonical_string().into_owned()))
         .collect();
-    let names: Vec<&str> = extensions.keys().copied().collect();
+    if let Some(traceparent) = extensions.get("traceparent") {
+        // The request's own W3C traceparent: its trace id is the correlation id.
+        let trace_id = traceparent.split('-').nth(1).unwrap_or_default();
+        ensure!(
+            Uuid::try_parse(trace_id).ok().map(|id| id.to_string())
+                == Some(extensions["correlationid"].clone()),
+            "traceparent {traceparent} is not in the trace of correlationid {}",
+            extensions["correlationid"]
+        );
+    }
+    let names: Vec<&str> = extensions
+        .keys()
+        .copied()
+        .filter(|name| *name != "traceparent")
+        .collect();
     ensure!(
         names
             == [

@@ -311,3 +311,148 @@ async fn events_published_through_daprd_arrive_in_kafka_once_in_order_and_intact
     }
     Ok(())
 }
+
+/// The task service's events carry the request's trace context (the CloudEvents distributed-tracing extension
+/// `traceparent`) next to `traceid`, and the dispatcher sends events of different traces in one bulk request
+/// without a `traceparent` header, each with `traceparent` entry metadata. What daprd does with that, single and
+/// bulk: it keeps every event's own `traceparent` (and `traceid`), whatever the request's header says, and the
+/// Kafka component writes the per-event metadata as a `traceparent` record header.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_carrying_their_trace_context_keep_it_through_daprd_single_and_bulk()
+-> anyhow::Result<()> {
+    use dapr_pubsub_client::{
+        ClientConfig, Dispatcher, DispatcherConfig, PubSubClient, PublishOptions,
+    };
+
+    let Some(dapr) = stack_endpoint("PAKAURA_DAPR_HTTP_ENDPOINT") else {
+        return Ok(());
+    };
+    let Some(bootstrap) = stack_endpoint("PAKAURA_KAFKA_BOOTSTRAP") else {
+        return Ok(());
+    };
+    let publisher = RawPublisher::new(&dapr);
+    publisher.wait_until_ready(Duration::from_secs(30)).await?;
+    let mut kafka = KafkaReader::connect(&bootstrap, &TOPICS, PARTITIONS).await?;
+    kafka.mark().await?;
+
+    let run = Uuid::new_v4().to_string();
+    let traced = |id: &str, key: &str, traceparent: &str| {
+        let correlation = Uuid::new_v4().to_string();
+        json!({
+            "specversion": "1.0",
+            "id": id,
+            "source": "pakaura/system-tests",
+            "type": "task.created",
+            "time": "2026-11-27T10:00:00.123456Z",
+            "subject": Uuid::new_v4().to_string(),
+            "datacontenttype": "application/json",
+            "traceid": correlation,
+            "correlationid": correlation,
+            "traceparent": traceparent,
+            "partitionkey": key,
+            "smokerun": run,
+            "data": {"n": 1},
+        })
+    };
+    // (event id, its own traceparent, whether the record should carry it as a header)
+    let mut expected: HashMap<String, (String, bool)> = HashMap::new();
+
+    // A single publish whose header names another trace than the event: daprd keeps the event's.
+    let own = new_traceparent();
+    let id = Uuid::new_v4().to_string();
+    publisher
+        .publish(
+            PUBSUB,
+            "task-events",
+            "trace-single",
+            Some(&new_traceparent()),
+            &traced(&id, "trace-single", &own),
+        )
+        .await?;
+    expected.insert(id, (own, false));
+
+    // The dispatcher: 20 users, each event of its own trace, queued up behind a linger so that they share bulk
+    // requests.
+    let client = PubSubClient::new(ClientConfig::new(&dapr)?, None);
+    let dispatcher = Dispatcher::spawn(
+        client,
+        DispatcherConfig::new()
+            .with_concurrency(1)
+            .with_max_batch(32)
+            .with_linger(Duration::from_millis(200)),
+        None,
+    );
+    for n in 0..20 {
+        let id = Uuid::new_v4().to_string();
+        let key = format!("trace-user-{n}");
+        let traceparent = new_traceparent();
+        let event: cloudevents_model::CloudEvent =
+            serde_json::from_value(traced(&id, &key, &traceparent))?;
+        dispatcher.submit(
+            PUBSUB,
+            "task-events",
+            &event,
+            PublishOptions::new().with_traceparent(traceparent.clone()),
+        )?;
+        expected.insert(id, (traceparent, true));
+    }
+    let report = dispatcher.shutdown(Duration::from_secs(20)).await;
+    ensure!(
+        report.is_complete(),
+        "undelivered: {:?}",
+        report.undelivered
+    );
+    ensure!(
+        report.metrics.published == 20 && report.metrics.failed == 0,
+        "{:?}",
+        report.metrics
+    );
+    ensure!(
+        report.metrics.bulk_requests >= 1 && report.metrics.bulk_entries >= 2,
+        "events of different traces did not share a bulk request: {:?}",
+        report.metrics
+    );
+
+    let records = kafka.read_new().await?;
+    let mut seen = 0;
+    for record in &records {
+        let Some(envelope) = record
+            .value
+            .as_deref()
+            .and_then(|value| serde_json::from_slice::<Value>(value).ok())
+        else {
+            continue;
+        };
+        if envelope.get("smokerun") != Some(&json!(run)) {
+            continue;
+        }
+        let id = envelope["id"].as_str().context("an id")?;
+        let (traceparent, header) = expected.get(id).context("an event of this run")?;
+        seen += 1;
+        ensure!(
+            envelope["traceparent"] == json!(traceparent),
+            "event {id}: daprd changed the event's traceparent: {envelope}"
+        );
+        ensure!(
+            envelope["traceid"] == envelope["correlationid"],
+            "event {id}: daprd changed traceid: {envelope}"
+        );
+        let got = record.headers.get("traceparent").map(Vec::as_slice);
+        if *header {
+            ensure!(
+                got == Some(traceparent.as_bytes()),
+                "event {id}: the record's traceparent header is {:?}",
+                got.map(String::from_utf8_lossy)
+            );
+        } else {
+            // The request's `traceparent` header does not become a record header (only metadata does).
+            ensure!(got.is_none(), "event {id}: unexpected traceparent header");
+        }
+    }
+    ensure!(
+        seen == expected.len(),
+        "{seen} of {} events arrived",
+        expected.len()
+    );
+    Ok(())
+}

@@ -96,6 +96,8 @@ fn check_request_events(
             assert!(body["time"].as_str().unwrap().ends_with('Z'));
             assert_eq!(body["traceid"], TRACE_UUID);
             assert_eq!(body["correlationid"], TRACE_UUID);
+            // The CloudEvents distributed-tracing extension: the request's trace context travels in the event.
+            assert_eq!(body["traceparent"], TRACEPARENT);
             assert_eq!(body["partitionkey"], user.id.to_string());
             for (key, value) in body.as_object().unwrap() {
                 assert!(!value.is_null(), "attribute {key} is null");
@@ -407,6 +409,7 @@ async fn one_request_shares_one_correlation_id_from_headers_or_a_new_one() {
         assert_eq!(r.body["correlationid"], given.to_string());
         assert_eq!(r.body["traceid"], given.to_string());
         assert!(r.traceparent.is_none());
+        assert!(r.body.get("traceparent").is_none(), "{}", r.body);
     }
     let plain = app
         .call(

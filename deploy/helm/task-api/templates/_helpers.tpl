@@ -137,6 +137,8 @@ ConfigMap exists, and migrating needs only the database settings).
   value: {{ .Values.config.eventBatchMax | quote }}
 - name: EVENT_BATCH_LINGER_MS
   value: {{ .Values.config.eventBatchLingerMs | quote }}
+- name: EVENT_BATCH_SAME_KEY
+  value: {{ .Values.config.eventBatchSameKey | quote }}
 - name: EVENT_SOURCE
   value: {{ .Values.config.eventSource | quote }}
 - name: OUTBOX_MAX_ATTEMPTS
