@@ -128,7 +128,7 @@ async fn bulk(
         .map(|topical| BulkEntry::cloud_event(&topical.event))
         .collect::<Result<Vec<_>, _>>()?;
     let outcome = client
-        .bulk_publish(pubsub, TOPIC_TASK_EVENTS, &entries, &PublishOptions::new())
+        .publish_bulk(pubsub, TOPIC_TASK_EVENTS, &entries, &PublishOptions::new())
         .await
         .context("bulk publish")?;
     for topical in &events {

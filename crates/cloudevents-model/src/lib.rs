@@ -29,6 +29,15 @@ pub const BATCH_CONTENT_TYPE: &str = "application/cloudevents-batch+json";
 /// partition (Dapr's `metadata.partitionKey`, Kafka's record key).
 pub const PARTITION_KEY_EXTENSION: &str = "partitionkey";
 
+/// The attribute of the CloudEvents Sequence extension: the event's place in the order of its source (or key).
+pub const SEQUENCE_EXTENSION: &str = "sequence";
+
+/// The W3C trace context of the CloudEvents Distributed Tracing extension: `traceparent`.
+pub const TRACEPARENT_EXTENSION: &str = "traceparent";
+
+/// The W3C trace context of the CloudEvents Distributed Tracing extension: `tracestate`.
+pub const TRACESTATE_EXTENSION: &str = "tracestate";
+
 /// The only `specversion` this crate reads and writes.
 pub const SPEC_VERSION: &str = "1.0";
 

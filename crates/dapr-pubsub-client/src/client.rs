@@ -27,7 +27,7 @@ pub const API_TOKEN_HEADER: &str = "dapr-api-token";
 /// `Content-Type` of a plain JSON payload (Dapr wraps it in a CloudEvent).
 pub const JSON_CONTENT_TYPE: &str = "application/json";
 /// CloudEvent extension read as the default partition key (the CloudEvents partitioning extension).
-pub const PARTITION_KEY_EXTENSION: &str = "partitionkey";
+pub use cloudevents_model::PARTITION_KEY_EXTENSION;
 
 /// Everything but RFC 3986 unreserved characters is percent-encoded in path segments and in
 /// query keys and values.
@@ -239,7 +239,7 @@ impl PubSubClient {
     /// accepted (no connection, timeout, 403, 404, …) and no entry can be assumed published.
     /// `options` metadata applies to the whole request; give each entry its own partition key
     /// with [`BulkEntry::with_partition_key`].
-    pub async fn bulk_publish(
+    pub async fn publish_bulk(
         &self,
         pubsub: &str,
         topic: &str,
@@ -259,7 +259,7 @@ impl PubSubClient {
         outcome
     }
 
-    /// Sends a bulk publish request (see [`bulk_publish`](Self::bulk_publish)) without logging
+    /// Sends a bulk publish request (see [`publish_bulk`](Self::publish_bulk)) without logging
     /// it (the dispatcher logs with its own context).
     pub(crate) async fn send_bulk_quietly(
         &self,

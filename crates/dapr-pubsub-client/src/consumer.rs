@@ -45,7 +45,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use cloudevents_model::{CloudEvent, ExtensionValue};
 
 /// The CloudEvents Sequence extension's attribute name.
-pub const SEQUENCE_EXTENSION: &str = "sequence";
+pub use cloudevents_model::SEQUENCE_EXTENSION;
 
 /// The event ids processed most recently, at most `capacity` of them (the oldest is forgotten first).
 #[derive(Debug, Clone)]

@@ -8,7 +8,9 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
-use cloudevents_model::CloudEvent;
+use cloudevents_model::{
+    CloudEvent, PARTITION_KEY_EXTENSION, SEQUENCE_EXTENSION, TRACEPARENT_EXTENSION,
+};
 
 use crate::config::Topics;
 
@@ -35,11 +37,6 @@ pub const REMINDER_CANCELLED: &str = "reminder.cancelled";
 pub const EXT_TRACEID: &str = "traceid";
 /// The extension carrying the correlation id that consumers should read.
 pub const EXT_CORRELATIONID: &str = "correlationid";
-/// The CloudEvents distributed-tracing extension: the request's W3C `traceparent`, when it had one. With it in the
-/// event, events of different traces can share one bulk publish request (which carries one `traceparent` header).
-pub const EXT_TRACEPARENT: &str = "traceparent";
-/// The extension carrying the partition key (the user id).
-pub const EXT_PARTITIONKEY: &str = "partitionkey";
 
 /// What every event of one request shares.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -191,10 +188,6 @@ fn to_value<T: Serialize>(data: &T) -> Value {
 fn due(due: DueDate) -> String {
     rfc3339(due.instant())
 }
-
-/// The CloudEvents `sequence` extension (cloudevents/spec `extensions/sequence.md`): a 20-digit zero-padded value,
-/// taken inside the change's transaction under its row lock, that increases in commit order for one task.
-pub const EXT_SEQUENCE: &str = "sequence";
 
 /// Hands out the `sequence` values of one transaction's events, in the order they are built.
 #[derive(Debug)]
@@ -381,10 +374,15 @@ impl EventFactory {
             .datacontenttype("application/json")
             .extension(EXT_TRACEID, correlation.clone())
             .extension(EXT_CORRELATIONID, correlation)
-            .extension(EXT_PARTITIONKEY, user_id.clone())
-            .extension(EXT_SEQUENCE, sequence);
+            // The partition key (the user id), and the `sequence` (cloudevents/spec `extensions/sequence.md`): a
+            // 20-digit zero-padded value, taken inside the change's transaction under its row lock, that
+            // increases in commit order.
+            .extension(PARTITION_KEY_EXTENSION, user_id.clone())
+            .extension(SEQUENCE_EXTENSION, sequence);
         if let Some(traceparent) = &ctx.traceparent {
-            builder = builder.extension(EXT_TRACEPARENT, traceparent.clone());
+            // The distributed-tracing extension: with the trace context in the event, events of different
+            // traces can share one bulk publish request (which carries one `traceparent` header).
+            builder = builder.extension(TRACEPARENT_EXTENSION, traceparent.clone());
         }
         let event = builder.data(data).build()?;
         Ok(OutgoingEvent {

@@ -465,7 +465,7 @@ impl OutboxRelay {
         let outcome = match entries {
             Ok(entries) => {
                 self.client
-                    .bulk_publish(&self.pubsub, &first.topic, &entries, &options)
+                    .publish_bulk(&self.pubsub, &first.topic, &entries, &options)
                     .await
             }
             Err(err) => Err(err),

@@ -13,10 +13,9 @@ use crate::dispatcher::report::UndeliveredEvent;
 use crate::error::PublishError;
 use crate::options::{METADATA_PARTITION_KEY, PublishOptions};
 
-/// The CloudEvents distributed-tracing extension attributes (and the Dapr metadata keys that carry
-/// them to the broker as record headers).
-pub(crate) const TRACEPARENT: &str = "traceparent";
-pub(crate) const TRACESTATE: &str = "tracestate";
+// The CloudEvents distributed-tracing extension attributes (and the Dapr metadata keys that carry
+// them to the broker as record headers).
+use cloudevents_model::{TRACEPARENT_EXTENSION as TRACEPARENT, TRACESTATE_EXTENSION as TRACESTATE};
 
 /// Key-value pairs the submitter attaches to an event, logged with every line about its delivery
 /// (for example the task id and the correlation id), so that the dispatcher needs to know nothing

@@ -41,7 +41,7 @@ async fn bulk_publish_sends_dapr_documented_entries() {
         .create_async()
         .await;
     let outcome = client(&server.url(), CapturedLogs::default().logger())
-        .bulk_publish(
+        .publish_bulk(
             "pubsub-kafka",
             "task-events",
             &entries(),
@@ -69,7 +69,7 @@ async fn bulk_partial_failure_reports_each_failed_entry() {
         .create_async()
         .await;
     let outcome = client(&server.url(), CapturedLogs::default().logger())
-        .bulk_publish(
+        .publish_bulk(
             "pubsub-kafka",
             "task-events",
             &entries(),
@@ -99,7 +99,7 @@ async fn bulk_rejection_of_the_whole_request_is_an_error() {
         .create_async()
         .await;
     let err = client(&server.url(), CapturedLogs::default().logger())
-        .bulk_publish(
+        .publish_bulk(
             "pubsub-kafka",
             "task-events",
             &entries(),

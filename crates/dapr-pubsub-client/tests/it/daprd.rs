@@ -124,7 +124,7 @@ async fn daprd_bulk_publishes_every_entry() {
         BulkEntry::text(unique("bulk-c"), "text/plain", "three").unwrap(),
     ];
     let outcome = client
-        .bulk_publish(PUBSUB, "reminders", &entries, &PublishOptions::new())
+        .publish_bulk(PUBSUB, "reminders", &entries, &PublishOptions::new())
         .await
         .unwrap();
     assert!(outcome.is_success(), "{outcome:?}");

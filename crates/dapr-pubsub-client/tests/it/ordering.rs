@@ -278,7 +278,7 @@ async fn bulk_publish_uses_the_stable_route_and_falls_back_to_alpha_on_an_older_
     let client = client(&server.url(), logs.logger());
     for _ in 0..2 {
         let outcome = client
-            .bulk_publish(
+            .publish_bulk(
                 "pubsub-kafka",
                 "task-events",
                 &entries(),
@@ -313,7 +313,7 @@ async fn bulk_publish_keeps_the_stable_route_and_reports_an_unknown_pubsub() {
     let logs = CapturedLogs::default();
     let client = client(&server.url(), logs.logger());
     client
-        .bulk_publish(
+        .publish_bulk(
             "pubsub-kafka",
             "task-events",
             &entries(),
@@ -341,7 +341,7 @@ async fn bulk_publish_keeps_the_stable_route_and_reports_an_unknown_pubsub() {
         .create_async()
         .await;
     let err = client
-        .bulk_publish(
+        .publish_bulk(
             "pubsub-kafka",
             "task-events",
             &entries(),
