@@ -24,8 +24,8 @@ pub use crate::migrations::{
     pending_migrations, pending_of, run_pending, run_pending_locked,
 };
 pub use crate::outbox::{
-    FailureOutcome, NewOutboxMessage, OutboxBacklog, OutboxClaim, OutboxCounts, OutboxFilter,
-    OutboxMessage, OutboxStatus, Settled,
+    Delivered, FailureOutcome, NewOutboxMessage, OutboxBacklog, OutboxClaim, OutboxCounts,
+    OutboxFilter, OutboxMessage, OutboxStatus, Settled,
 };
 pub use crate::sequence::{EventSequence, Locked, SequenceExhausted, format_sequence};
 pub use crate::store::{PoolStatus, Staged, Store};
