@@ -76,6 +76,10 @@ struct Cli {
     /// Prefix of the image links in the report (e.g. `bench/` when the SVGs are copied to docs/bench/).
     #[arg(long, default_value = "")]
     image_link_prefix: String,
+    /// Only the relay drain (no load rounds): to iterate on the relay, or to drain with an earlier build passed
+    /// as `--binary`.
+    #[arg(long)]
+    drain_only: bool,
     /// Skip the SQLite run (only with --postgres-url).
     #[arg(long)]
     no_sqlite: bool,
@@ -556,7 +560,9 @@ async fn run(cli: Cli, log: Logger) -> anyhow::Result<()> {
     let mut runs = Vec::new();
     let mut drains = Vec::new();
     for backend in &backends {
-        runs.push(run_backend(&cli, &log, backend, &mut loads).await?);
+        if !cli.drain_only {
+            runs.push(run_backend(&cli, &log, backend, &mut loads).await?);
+        }
         if cli.drain_events > 0 {
             drains.push(drain::run(&cli, &log, backend).await?);
         }

@@ -10,7 +10,14 @@
 //! claim carries a fencing token: should a relay be paused past its lease anyway (a stalled process, a clock
 //! jump), the rows it then deletes, releases or marks failed are only those still carrying its token, so it
 //! cannot undo a second replica's claim of the same key; the rows it was fenced off from are counted
-//! (`outbox_settles_fenced_total`) and logged. Partition keys are published concurrently.
+//! (`outbox_settles_fenced_total`) and logged. Partition keys are published concurrently; the claimed rows of
+//! one key go out one request after another, as many as fit the lease.
+//!
+//! Settling: the spawned relay deletes a round's delivered rows in the transaction of its next claim
+//! ([`Store::settle_and_claim_outbox`]), which comes at once through a backlog and after `linger` under load, so
+//! a round costs one transaction, not a claim and a delete; at shutdown the last round's rows are deleted on
+//! their own, within the shutdown deadline. Until that delete, the key's leased head row holds the key, so no
+//! later row of it is claimed while an earlier one is unsettled.
 //!
 //! Waking: every commit wakes the relay, which waits `linger` (5 ms) so that the commits right behind it share
 //! the round; a round that found rows is followed by another, at once if its batch was full, else after
@@ -29,7 +36,7 @@ use dapr_pubsub_client::delivery::{
 use dapr_pubsub_client::{BulkEntry, PubSubClient, PublishError, PublishOptions};
 use futures_util::future::join_all;
 use slog::{Logger, debug, error, info, o, warn};
-use task_store::{FailureOutcome, OutboxMessage, Store};
+use task_store::{Delivered, FailureOutcome, OutboxMessage, Store};
 use time::OffsetDateTime;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
@@ -130,22 +137,24 @@ pub struct Round {
 
 /// How long a claim's lease is, and until when the relay may start publishes under it.
 ///
-/// The relay publishes at most [`LeasePlan::publishes_per_key`] requests of one key per claim, one after the
-/// other, each bounded by the publish timeout; the lease covers all of them plus [`LeasePlan::margin`] (one more
-/// publish timeout and [`SETTLE_MARGIN`]). No publish starts once less than the margin is left, so the last one
-/// ends, and the relay deletes or records its rows, with at least [`SETTLE_MARGIN`] of lease to spare.
+/// The relay publishes the requests of one key one after the other, each bounded by the publish timeout; the
+/// lease covers [`LeasePlan::publishes_per_key`] of them taking their whole timeout, plus [`LeasePlan::margin`]
+/// (one more publish timeout and [`SETTLE_MARGIN`]). No publish starts once less than the margin is left, so the
+/// last one ends, and the relay deletes or records its rows, with at least [`SETTLE_MARGIN`] of lease to spare,
+/// however many publishes fit before (a sidecar answering in a millisecond fits thousands).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LeasePlan {
     /// The longest one publish request takes.
     pub publish_timeout: Duration,
-    /// The most publish requests of one key in one claim.
+    /// The publish requests of one key that the lease covers even if each takes the whole timeout.
     pub publishes_per_key: u32,
 }
 
 /// The time a lease keeps after the last publish's timeout, for the relay to settle the rows (delete, record).
 pub const SETTLE_MARGIN: Duration = Duration::from_secs(5);
 
-/// The most publish requests of one partition key the relay sends under one claim (more rows wait for the next).
+/// The publish requests of one partition key a lease covers at the full publish timeout each (more are sent
+/// under one claim while the lease keeps its margin: the claim's rows of a key go out one wave after another).
 pub const PUBLISHES_PER_KEY: u32 = 4;
 
 impl LeasePlan {
@@ -257,8 +266,11 @@ impl OutboxRelay {
         let task = tokio::spawn(async move {
             info!(self.log, "outbox relay started"; "batch_size" => self.config.batch_size,
                 "max_attempts" => self.config.max_attempts, "lease_ms" => self.lease().as_millis() as u64);
+            // Rows the last round delivered: the next claim deletes them in its transaction.
+            let mut carried: Option<Unsettled> = None;
             loop {
-                let round = self.run_once().await;
+                let (round, delivered) = self.claim_and_publish(carried.take()).await;
+                carried = delivered;
                 if *stopped.borrow() {
                     break;
                 }
@@ -303,6 +315,10 @@ impl OutboxRelay {
                     _ = stopped.changed() => break,
                 }
             }
+            // Within the shutdown deadline, like the round before: what was delivered is not published again.
+            if let Some(carried) = carried.take() {
+                self.settle(carried).await;
+            }
             info!(self.log, "outbox relay stopped");
         });
         RelayHandle { stop, task }
@@ -313,23 +329,48 @@ impl OutboxRelay {
         self.config.poll_interval.min(BLOCKED_RECHECK)
     }
 
-    /// One round: claim, publish, settle.
+    /// One round: claim, publish, settle (the delete of the delivered rows in a statement of its own).
     pub async fn run_once(&self) -> Round {
+        let (round, delivered) = self.claim_and_publish(None).await;
+        if let Some(delivered) = delivered {
+            self.settle(delivered).await;
+        }
+        round
+    }
+
+    /// Claims and publishes, and returns the rows delivered, still to settle. `carried` (the previous round's
+    /// delivered rows) is deleted in the claim's transaction ([`Store::settle_and_claim_outbox`]): a relay that
+    /// goes on to the next round at once (a backlog, or the next commits after `linger`) spends one transaction
+    /// per round, not two. The carried rows' keys stay leased until that delete, so nothing of theirs is claimed
+    /// before it; should the claim fail, they are deleted on their own.
+    async fn claim_and_publish(&self, carried: Option<Unsettled>) -> (Round, Option<Unsettled>) {
         let now = OffsetDateTime::now_utc();
         let plan = self.lease_plan();
         let lease = plan.lease();
         // Stop starting publishes once less than the margin is left: the last one must end, and be settled,
         // before another replica may take the rows. Measured from before the claim, so it errs on the safe side.
         let lease_end = Instant::now() + lease;
+        let settling = carried.as_ref().map(|carried| Delivered {
+            lease: carried.lease,
+            ids: &carried.ids,
+        });
         let claim = match self
             .store
-            .claim_outbox(self.config.batch_size as usize, lease, now)
+            .settle_and_claim_outbox(settling, self.config.batch_size as usize, lease, now)
             .await
         {
-            Ok(claim) => claim,
+            Ok((settled, claim)) => {
+                if settled.fenced > 0 {
+                    self.fenced_off(settled.fenced, "delete");
+                }
+                claim
+            }
             Err(err) => {
                 warn!(self.log, "could not claim outbox rows"; "error" => %ErrorChain(&err));
-                return Round::default();
+                if let Some(carried) = carried {
+                    self.settle(carried).await;
+                }
+                return (Round::default(), None);
             }
         };
         let round = Round {
@@ -337,24 +378,34 @@ impl OutboxRelay {
             blocked_until: claim.blocked_until,
         };
         if claim.messages.is_empty() {
-            return round;
+            return (round, None);
         }
         let lease_id = claim.lease;
         let delivered = self
             .publish_claimed(lease_id, claim.messages, lease_end)
             .await;
-        if !delivered.is_empty() {
-            match self.store.mark_outbox_delivered(lease_id, &delivered).await {
-                Ok(settled) if settled.fenced > 0 => self.fenced_off(settled.fenced, "delete"),
-                Ok(_) => {}
-                Err(err) => {
-                    // The rows will be published again after their lease: at-least-once, same event ids.
-                    warn!(self.log, "could not delete delivered outbox rows"; "count" => delivered.len(),
-                        "error" => %ErrorChain(&err));
-                }
+        let unsettled = (!delivered.is_empty()).then_some(Unsettled {
+            lease: lease_id,
+            ids: delivered,
+        });
+        (round, unsettled)
+    }
+
+    /// Deletes delivered rows on their own (fenced by their claim's token).
+    async fn settle(&self, delivered: Unsettled) {
+        match self
+            .store
+            .mark_outbox_delivered(delivered.lease, &delivered.ids)
+            .await
+        {
+            Ok(settled) if settled.fenced > 0 => self.fenced_off(settled.fenced, "delete"),
+            Ok(_) => {}
+            Err(err) => {
+                // The rows will be published again after their lease: at-least-once, same event ids.
+                warn!(self.log, "could not delete delivered outbox rows"; "count" => delivered.ids.len(),
+                    "error" => %ErrorChain(&err));
             }
         }
-        round
     }
 
     /// Publishes the claimed rows (in `seq` order) in waves planned by [`delivery::plan`]: each wave sends, at
@@ -363,9 +414,11 @@ impl OutboxRelay {
     /// sent with its request's), so a request never carries two rows of one key and a failed row is never
     /// overtaken by a later row of its key. A failed row is recorded (its retry time then holds the key in the
     /// store) and holds back the rest of its partition key for this round; other keys go on. Each wave is one
-    /// publish per key, so the lease plans [`PUBLISHES_PER_KEY`] waves; it stops after them, or once less than the
-    /// lease margin is left before `lease_end` (only the key's first row is leased: the rest stay pending for the
-    /// next claim). Settles under `lease_id`. Returns the ids delivered.
+    /// publish per key; waves go on until every claimed row is delivered or held back, and none starts once less
+    /// than the lease margin is left before `lease_end` (the rows not reached stay pending for the next claim:
+    /// only the key's first row is leased). The lease is sized for [`PUBLISHES_PER_KEY`] publishes that each take
+    /// the whole timeout; publishes that answer at once make many more waves fit. Records failures under
+    /// `lease_id`. Returns the ids delivered.
     async fn publish_claimed(
         &self,
         lease_id: Uuid,
@@ -377,7 +430,9 @@ impl OutboxRelay {
         // Rows not settled yet; a failed row stays as a placeholder that holds back its partition key.
         let mut waiting: Vec<(OutboxMessage, bool)> =
             rows.into_iter().map(|row| (row, false)).collect();
-        for _ in 0..plan.publishes_per_key {
+        // Wave after wave until the claimed rows are settled: each wave starts only while the lease has its margin
+        // left, which bounds every publish, not the number of waves.
+        loop {
             if !plan.may_publish(lease_end.saturating_duration_since(Instant::now())) {
                 break;
             }
@@ -563,6 +618,15 @@ impl OutboxRelay {
             }
         }
     }
+}
+
+/// Rows one claim delivered and nobody deleted yet.
+#[derive(Debug)]
+struct Unsettled {
+    /// The claim's fencing token.
+    lease: Uuid,
+    /// The delivered rows' ids.
+    ids: Vec<Uuid>,
 }
 
 /// Why a publish of an outbox row failed, as the relay settles it.

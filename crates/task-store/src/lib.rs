@@ -23,7 +23,7 @@ pub use crate::migrations::{
     pending_migrations, pending_of, run_pending, run_pending_locked,
 };
 pub use crate::models::{
-    FailureOutcome, NewOutboxMessage, NewUser, OutboxBacklog, OutboxClaim, OutboxFilter,
+    Delivered, FailureOutcome, NewOutboxMessage, NewUser, OutboxBacklog, OutboxClaim, OutboxFilter,
     OutboxMessage, OutboxStatus, Settled, User,
 };
 pub use crate::sequence::{EventSequence, Locked, SequenceExhausted, format_sequence};

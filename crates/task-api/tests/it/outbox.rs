@@ -516,3 +516,108 @@ db_test!(
     a_relay_whose_rows_were_taken_over_deletes_none_of_them,
     super::a_relay_whose_rows_were_taken_over_deletes_none_of_them
 );
+
+/// A relay of its own (not spawned) over `app`'s store, publishing to `sidecar` with the default outbox settings
+/// but `linger`.
+fn relay_over(app: &TestApp, sidecar: &Sidecar, linger: Duration) -> task_api::outbox::OutboxRelay {
+    let client = dapr_pubsub_client::PubSubClient::new(
+        dapr_pubsub_client::ClientConfig::new(&sidecar.url()).unwrap(),
+        crate::support::logger(),
+    );
+    let config = task_api::config::OutboxConfig {
+        linger,
+        ..task_api::config::OutboxConfig::defaults_for_tests()
+    };
+    task_api::outbox::OutboxRelay::new(
+        app.state.store.clone(),
+        client,
+        "pubsub",
+        config,
+        Duration::from_secs(2),
+        &crate::support::logger(),
+    )
+}
+
+/// `count` outbox rows of partition key `key` on one topic, in order.
+fn backlog_of(key: &str, count: usize) -> Vec<task_store::NewOutboxMessage> {
+    (0..count)
+        .map(|index| {
+            let id = uuid::Uuid::new_v4();
+            task_store::NewOutboxMessage {
+                id,
+                topic: "task-events".to_owned(),
+                partition_key: key.to_owned(),
+                payload: json!({"specversion": "1.0", "id": id.to_string(), "source": "test",
+                    "type": "task.updated", "data": {"index": index}})
+                .to_string(),
+                traceparent: None,
+            }
+        })
+        .collect()
+}
+
+async fn one_claim_delivers_all_of_a_keys_claimed_rows_in_order(backend: Backend) {
+    // One busy key: the rows one claim hands out go out one wave after another until all are delivered (the
+    // lease bounds each publish, not how many), instead of four and the rest waiting for further claims.
+    let sidecar = Sidecar::start(Mode::Accept);
+    let app = TestApp::new(backend).await;
+    let relay = relay_over(&app, &sidecar, Duration::from_millis(5));
+    let backlog = backlog_of("busy", 10);
+    app.state.store.enqueue_outbox(&backlog).await.unwrap();
+
+    let round = relay.run_once().await;
+    assert_eq!(round.claimed, 10);
+    let ids: Vec<String> = sidecar
+        .received()
+        .iter()
+        .map(|r| r.body["id"].as_str().unwrap().to_owned())
+        .collect();
+    let expected: Vec<String> = backlog.iter().map(|row| row.id.to_string()).collect();
+    assert_eq!(ids, expected, "every claimed row, in order, in one round");
+    assert!(
+        app.state.store.outbox_rows().await.unwrap().is_empty(),
+        "and settled"
+    );
+    assert_eq!(relay.counters().published(), 10);
+    sidecar.stop().await;
+}
+db_test!(
+    one_claim_delivers_all_of_a_keys_claimed_rows_in_order,
+    super::one_claim_delivers_all_of_a_keys_claimed_rows_in_order
+);
+
+async fn the_last_rounds_delivered_rows_are_settled_within_the_shutdown_deadline(backend: Backend) {
+    // The spawned relay deletes a round's delivered rows with its next claim; with a long linger that claim is
+    // far off, so the rows wait for it, and the shutdown settles them instead of leaving them to be sent again.
+    let sidecar = Sidecar::start(Mode::Accept);
+    let app = TestApp::new(backend).await;
+    let relay = relay_over(&app, &sidecar, Duration::from_secs(30));
+    let counters = relay.counters();
+    app.state
+        .store
+        .enqueue_outbox(&backlog_of("k", 3))
+        .await
+        .unwrap();
+    let handle = relay.spawn();
+    sidecar.wait_for(3).await;
+    let rows = app.state.store.outbox_rows().await.unwrap();
+    assert_eq!(
+        rows.len(),
+        3,
+        "delivered, waiting for the next claim to delete them: {rows:?}"
+    );
+    let started = Instant::now();
+    handle.shutdown(Duration::from_secs(5)).await;
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(
+        app.state.store.outbox_rows().await.unwrap().is_empty(),
+        "settled at shutdown"
+    );
+    assert_eq!(counters.published(), 3);
+    assert_eq!(sidecar.received().len(), 3, "each sent once");
+    sidecar.stop().await;
+}
+db_test!(
+    the_last_rounds_delivered_rows_are_settled_within_the_shutdown_deadline,
+    super::the_last_rounds_delivered_rows_are_settled_within_the_shutdown_deadline
+);

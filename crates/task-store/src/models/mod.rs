@@ -8,7 +8,7 @@ mod users;
 pub use outbox::OutboxCounts;
 pub(crate) use outbox::truncate_error;
 pub use outbox::{
-    FailureOutcome, NewOutboxMessage, OutboxBacklog, OutboxClaim, OutboxFilter, OutboxMessage,
-    OutboxStatus, Settled,
+    Delivered, FailureOutcome, NewOutboxMessage, OutboxBacklog, OutboxClaim, OutboxFilter,
+    OutboxMessage, OutboxStatus, Settled,
 };
 pub use users::{NewUser, User};

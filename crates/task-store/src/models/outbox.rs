@@ -94,6 +94,16 @@ pub struct Settled {
     pub fenced: usize,
 }
 
+/// Rows an earlier claim delivered, for [`crate::Store::settle_and_claim_outbox`] to delete (fenced like
+/// [`crate::Store::mark_outbox_delivered`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Delivered<'a> {
+    /// The fencing token of the claim that handed them out ([`OutboxClaim::lease`]).
+    pub lease: Uuid,
+    /// Their ids.
+    pub ids: &'a [Uuid],
+}
+
 /// Which outbox rows [`crate::Store::list_outbox`] lists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OutboxFilter {

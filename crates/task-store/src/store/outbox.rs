@@ -16,8 +16,8 @@ use uuid::Uuid;
 use super::{BackendQueries, Pools, Store};
 use crate::error::StoreError;
 use crate::models::{
-    FailureOutcome, OutboxBacklog, OutboxClaim, OutboxFilter, OutboxMessage, OutboxStatus, Settled,
-    truncate_error,
+    Delivered, FailureOutcome, OutboxBacklog, OutboxClaim, OutboxFilter, OutboxMessage,
+    OutboxStatus, Settled, truncate_error,
 };
 use crate::pool::SqliteConn;
 use crate::rows::{DbUuid, OutboxRow};
@@ -74,28 +74,75 @@ impl Store {
     /// PostgreSQL claims are serialized with a transaction-scoped advisory lock and rows are locked `FOR UPDATE
     /// SKIP LOCKED`, so several relays can run.
     ///
-    /// The cost is bounded by the batch, not the backlog: blocked keys come from a small partial index, and
-    /// when some key is blocked the ready keys are found with one index probe per pending key instead of
-    /// walking every pending row in `seq` order (a hanging sidecar used to make each claim read the whole
-    /// backlog to hand out nothing).
+    /// The cost is bounded by the batch, not the backlog: blocked keys come from a small partial index; when
+    /// some key is blocked the claim reads the oldest `4 × limit` pending rows and skips the blocked keys' ones,
+    /// and only if that leaves fewer than `limit` rows (the blocked keys' rows fill it) are the ready keys found
+    /// with one index probe per pending key instead of walking every pending row in `seq` order (a hanging
+    /// sidecar used to make each claim read the whole backlog to hand out nothing).
     pub async fn claim_outbox(
         &self,
         limit: usize,
         lease: Duration,
         now: OffsetDateTime,
     ) -> Result<OutboxClaim, StoreError> {
+        self.settle_and_claim_outbox(None, limit, lease, now)
+            .await
+            .map(|(_, claim)| claim)
+    }
+
+    /// [`Store::mark_outbox_delivered`] of an earlier claim's `delivered` rows, then [`Store::claim_outbox`],
+    /// in **one** transaction: a relay working through a backlog settles each round with the next claim instead
+    /// of in a transaction of its own (one commit, and on SQLite one turn of the writer lock, per round instead
+    /// of two). The delete comes first, so the keys it frees are claimable at once. The delete is fenced as
+    /// [`Store::mark_outbox_delivered`]'s is; should the transaction fail, neither happened.
+    pub async fn settle_and_claim_outbox(
+        &self,
+        delivered: Option<Delivered<'_>>,
+        limit: usize,
+        lease: Duration,
+        now: OffsetDateTime,
+    ) -> Result<(Settled, OutboxClaim), StoreError> {
+        let delivered: Option<(DbUuid, Vec<DbUuid>)> = delivered
+            .filter(|delivered| !delivered.ids.is_empty())
+            .map(|delivered| {
+                (
+                    DbUuid(delivered.lease),
+                    delivered.ids.iter().copied().map(DbUuid).collect(),
+                )
+            });
         let now = task_domain::normalize(now);
         let lease_until = task_domain::normalize(now + lease);
         let token = Uuid::new_v4();
         let limit = limit.max(1);
         let limit_sql = i64::try_from(limit).unwrap_or(i64::MAX);
-        let (rows, blocked_until): (Vec<OutboxRow>, Option<OffsetDateTime>) =
+        let (deleted, rows, blocked_until): (usize, Vec<OutboxRow>, Option<OffsetDateTime>) =
             in_transaction!(self, |conn| {
                 BackendQueries::serialize_claims(conn).await?;
+                let deleted = match &delivered {
+                    Some((settle_lease, ids)) => {
+                        diesel::delete(
+                            event_outbox::table
+                                .filter(event_outbox::id.eq_any(ids))
+                                .filter(event_outbox::lease_id.eq(*settle_lease)),
+                        )
+                        .execute(conn)
+                        .await?
+                    }
+                    None => 0,
+                };
                 let blocking = load_blocking!(conn, now);
                 let blocked = blocked_keys(blocking, now);
+                let window = limit.saturating_mul(CLAIM_WINDOW);
                 let rows = if blocked.is_empty() {
                     BackendQueries::oldest_pending(conn, limit_sql).await?
+                } else if let Some(rows) = ready_in_window(
+                    BackendQueries::oldest_pending(conn, i64::try_from(window).unwrap_or(i64::MAX))
+                        .await?,
+                    &blocked,
+                    limit,
+                    window,
+                ) {
+                    rows
                 } else {
                     let mut ready: Vec<PendingKey> = diesel::sql_query(PENDING_KEYS)
                         .load::<PendingKey>(conn)
@@ -130,19 +177,32 @@ impl Store {
                     .collect();
                 if !heads.is_empty() {
                     // The heads hold their keys; every claimed row carries the token that fences its settling.
+                    // One statement, so each row gets one new version (on PostgreSQL a changed `claimed_until`
+                    // means new entries in every index of the row: two updates wrote them twice).
                     let claimed: Vec<DbUuid> = rows.iter().map(|row| row.id).collect();
+                    let leased_until = Some(lease_until)
+                        .into_sql::<diesel::dsl::SqlTypeOf<event_outbox::claimed_until>>();
                     diesel::update(event_outbox::table.filter(event_outbox::id.eq_any(&claimed)))
-                        .set(event_outbox::lease_id.eq(Some(DbUuid(token))))
-                        .execute(conn)
-                        .await?;
-                    diesel::update(event_outbox::table.filter(event_outbox::id.eq_any(&heads)))
-                        .set(event_outbox::claimed_until.eq(Some(lease_until)))
+                        .set((
+                            event_outbox::lease_id.eq(Some(DbUuid(token))),
+                            event_outbox::claimed_until.eq(diesel::dsl::case_when(
+                                event_outbox::id.eq_any(&heads),
+                                leased_until,
+                            )
+                            .otherwise(event_outbox::claimed_until)),
+                        ))
                         .execute(conn)
                         .await?;
                 }
-                Ok::<_, StoreError>((rows, blocked.into_values().min()))
+                Ok::<_, StoreError>((deleted, rows, blocked.into_values().min()))
             })?;
-        Ok(OutboxClaim {
+        let settled = Settled {
+            settled: deleted,
+            fenced: delivered
+                .as_ref()
+                .map_or(0, |(_, ids)| ids.len().saturating_sub(deleted)),
+        };
+        let claim = OutboxClaim {
             messages: rows
                 .into_iter()
                 .map(|row| OutboxMessage {
@@ -154,7 +214,8 @@ impl Store {
             lease: token,
             lease_until,
             blocked_until,
-        })
+        };
+        Ok((settled, claim))
     }
 
     /// Deletes delivered rows that still carry the claim's fencing token `lease`; rows another claim took
@@ -428,6 +489,30 @@ struct PendingKey {
     head: i64,
 }
 
+/// How many times the batch a claim reads in `seq` order, past the rows of blocked keys, before it looks the
+/// ready keys up one by one instead.
+const CLAIM_WINDOW: usize = 4;
+
+/// The first `limit` rows of `scanned` (the oldest `window` pending rows, in `seq` order) whose key `blocked` does
+/// not hold back, if that settles the claim: `limit` of them were found, or `scanned` held every pending row.
+/// Otherwise (the blocked keys' rows fill the window: a long backlog behind a retrying key) `None`, and the ready
+/// keys are looked up one by one. Every pending row of a returned row's key that is older is in the window
+/// too, and so returned before it: a key's rows are handed out from its oldest, without gaps.
+fn ready_in_window(
+    scanned: Vec<OutboxRow>,
+    blocked: &std::collections::BTreeMap<String, OffsetDateTime>,
+    limit: usize,
+    window: usize,
+) -> Option<Vec<OutboxRow>> {
+    let complete = scanned.len() < window;
+    let ready: Vec<OutboxRow> = scanned
+        .into_iter()
+        .filter(|row| !blocked.contains_key(&row.partition_key))
+        .take(limit)
+        .collect();
+    (ready.len() >= limit || complete).then_some(ready)
+}
+
 /// The partition keys that `blocking` rows (partition key, `next_attempt_at`, `claimed_until`) hold back at
 /// `now`, each with the instant it frees up (its last retry time or lease end).
 fn blocked_keys(
@@ -448,4 +533,54 @@ fn blocked_keys(
             .or_insert(free_at);
     }
     blocked
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(seq: i64, key: &str) -> OutboxRow {
+        let now = OffsetDateTime::now_utc();
+        OutboxRow {
+            id: DbUuid(Uuid::new_v4()),
+            seq,
+            topic: "t".to_owned(),
+            partition_key: key.to_owned(),
+            payload: String::new(),
+            attempts: 0,
+            next_attempt_at: now,
+            claimed_until: None,
+            last_error: None,
+            failed_at: None,
+            created_at: now,
+            traceparent: None,
+            lease_id: None,
+        }
+    }
+
+    fn seqs(rows: Option<Vec<OutboxRow>>) -> Option<Vec<i64>> {
+        rows.map(|rows| rows.iter().map(|row| row.seq).collect())
+    }
+
+    #[test]
+    fn the_window_skips_blocked_keys_and_gives_up_when_they_fill_it() {
+        let scanned = || vec![row(1, "u"), row(2, "v"), row(3, "u"), row(4, "w")];
+        let blocked: std::collections::BTreeMap<String, OffsetDateTime> =
+            [("u".to_owned(), OffsetDateTime::now_utc())].into();
+        assert_eq!(
+            seqs(ready_in_window(scanned(), &blocked, 2, 4)),
+            Some(vec![2, 4]),
+            "enough ready rows in the window"
+        );
+        assert_eq!(
+            seqs(ready_in_window(scanned(), &blocked, 3, 4)),
+            None,
+            "a full window with too few ready rows: more may lie past it"
+        );
+        assert_eq!(
+            seqs(ready_in_window(scanned(), &blocked, 3, 5)),
+            Some(vec![2, 4]),
+            "fewer rows than the window: every pending row was seen"
+        );
+    }
 }

@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use task_domain::{DueDate, Email, Task, TaskEvent, TaskId, TaskPatch, TaskTitle, UserId};
 use task_store::{
-    FailureOutcome, NewOutboxMessage, NewUser, OutboxCounts, Settled, Staged, Store, StoreError,
-    User,
+    Delivered, FailureOutcome, NewOutboxMessage, NewUser, OutboxCounts, Settled, Staged, Store,
+    StoreError, User,
 };
 use time::OffsetDateTime;
 use time::macros::datetime;
@@ -640,6 +640,90 @@ pub(crate) async fn outbox_claims_lease_rows_and_keep_partition_order(store: &St
         store.outbox_counts().await.unwrap(),
         OutboxCounts {
             pending: 1,
+            failed: 0
+        }
+    );
+}
+
+pub(crate) async fn a_claim_settles_the_previous_claims_rows_first_and_fenced(store: &Store) {
+    store
+        .enqueue_outbox(&[
+            message("p1", "a"),
+            message("p1", "b"),
+            message("p2", "c"),
+            message("p2", "d"),
+        ])
+        .await
+        .unwrap();
+    let now = OffsetDateTime::now_utc();
+    let lease = Duration::from_secs(30);
+    let first = store.claim_outbox(2, lease, now).await.unwrap();
+    assert_eq!(payloads(&first.messages), ["a", "b"]);
+    let a = first.messages[0].id;
+
+    // Delivered but not deleted yet: a's lease holds p1, so a claim without the settle passes p1 over.
+    let unsettled = store.claim_outbox(10, lease, now).await.unwrap();
+    assert_eq!(
+        payloads(&unsettled.messages),
+        ["c", "d"],
+        "no row of p1 is handed out while its delivered head is unsettled"
+    );
+
+    // After the leases ended: settling a with the next claim deletes it first, so p1 is claimable in that claim.
+    let later = now + Duration::from_secs(31);
+    let (settled, second) = store
+        .settle_and_claim_outbox(
+            Some(Delivered {
+                lease: first.lease,
+                ids: &[a],
+            }),
+            10,
+            lease,
+            later,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        settled,
+        Settled {
+            settled: 1,
+            fenced: 0
+        }
+    );
+    assert_eq!(
+        payloads(&second.messages),
+        ["b", "c", "d"],
+        "a is gone; b, whose head it was, comes in the same claim"
+    );
+
+    // The first claim's token no longer holds b (the second claim's does): settling it is fenced, and the claim
+    // still happens.
+    let b = second.messages[0].id;
+    let (fenced, third) = store
+        .settle_and_claim_outbox(
+            Some(Delivered {
+                lease: first.lease,
+                ids: &[b],
+            }),
+            10,
+            lease,
+            later + Duration::from_secs(31),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        fenced,
+        Settled {
+            settled: 0,
+            fenced: 1
+        },
+        "a settle after losing the lease deletes nothing"
+    );
+    assert_eq!(payloads(&third.messages), ["b", "c", "d"]);
+    assert_eq!(
+        store.outbox_counts().await.unwrap(),
+        OutboxCounts {
+            pending: 3,
             failed: 0
         }
     );

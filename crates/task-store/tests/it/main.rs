@@ -49,6 +49,7 @@ contract_tests!(
     clear_completed_removes_only_the_users_completed_tasks,
     inserting_a_task_writes_its_outbox_rows_in_order,
     outbox_claims_lease_rows_and_keep_partition_order,
+    a_claim_settles_the_previous_claims_rows_first_and_fenced,
     outbox_failures_back_off_then_move_aside,
     outbox_releases_make_rows_claimable_again,
     concurrent_claims_never_hand_out_a_row_twice,
