@@ -56,6 +56,10 @@ pub struct AuthConfig {
     pub cookie_samesite: CookieSameSite,
     /// Password hashing settings.
     pub passwords: PasswordConfig,
+    /// How long a token's user, once found in the database, is taken to exist without asking again
+    /// (`AUTH_USER_CACHE_TTL_MS`): a deleted user's token is refused at most this long after the deletion. Zero
+    /// looks the user up on every request.
+    pub user_cache_ttl: Duration,
 }
 
 /// The algorithm of new and upgraded password hashes (`PASSWORD_HASH`).

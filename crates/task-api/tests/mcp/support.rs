@@ -102,6 +102,7 @@ impl McpApp {
                 cookie_secure: false,
                 cookie_samesite: CookieSameSite::Lax,
                 passwords: task_api::config::PasswordConfig::default(),
+                user_cache_ttl: Duration::from_secs(5),
             },
             events: EventsConfig::default(),
             shutdown_timeout: Duration::from_secs(1),
