@@ -281,6 +281,22 @@ async fn a_deleted_users_token_is_refused_once_the_user_cache_expires(backend: B
         "the cache answered: the database, which no longer has the user, was not asked: {}",
         answer.text
     );
+    // A write within the TTL fails on the foreign key: 401 as well, and nothing is published.
+    app.memory.clear();
+    let create = app
+        .request(
+            "POST",
+            "/api/v1/tasks",
+            Some(json!({"title": "after deletion"})),
+            Some(&user.token),
+        )
+        .await;
+    create.assert_error(401, "AUTHENTICATION_ERROR");
+    assert_eq!(
+        create.body["error"]["message"],
+        "The authenticated user no longer exists"
+    );
+    assert!(app.memory.events().is_empty());
 
     tokio::time::sleep(
         (remembered + ttl + Duration::from_millis(200)).saturating_duration_since(Instant::now()),
