@@ -407,3 +407,24 @@ fn the_cutover_settings_reach_the_service_config() {
         Ok(())
     });
 }
+
+#[test]
+fn the_user_cache_ttl_reaches_the_auth_config() {
+    Jail::expect_with(|jail| {
+        clear_env();
+        let config = load(None)
+            .expect("valid")
+            .service_config(|| "random".to_owned())
+            .expect("config");
+        assert_eq!(config.auth.user_cache_ttl, Duration::from_secs(5));
+        for (raw, ttl) in [("250", Duration::from_millis(250)), ("0", Duration::ZERO)] {
+            jail.set_env("AUTH_USER_CACHE_TTL_MS", raw);
+            let config = load(None)
+                .expect("valid")
+                .service_config(|| "random".to_owned())
+                .expect("config");
+            assert_eq!(config.auth.user_cache_ttl, ttl, "{raw}");
+        }
+        Ok(())
+    });
+}
