@@ -39,6 +39,7 @@
 //! | `PASSWORD_HASH_CONCURRENCY` | `4` | hash computations at once (Argon2id: 19 MiB each) |
 //! | `PASSWORD_HASH_QUEUE_WAIT_MS` | `1000` | how long a login or register waits for a hashing slot before 503 with `Retry-After` |
 //! | `MIGRATE_ON_START` | `false` | `serve` applies pending PostgreSQL migrations under an advisory lock instead of refusing to start |
+//! | `AUTH_USER_CACHE_TTL_MS` | `5000` | how long a token's user, once found, is taken to exist without a query (a deleted user's token is refused at most this long after the deletion); `0` looks up every request |
 //!
 //! The TOML file uses the same names in lowercase (`port = 8080`).
 //!
@@ -108,6 +109,8 @@ pub(crate) const ENV_NAMES: &[&str] = &[
     "PASSWORD_HASH_CONCURRENCY",
     "PASSWORD_HASH_QUEUE_WAIT_MS",
     "MIGRATE_ON_START",
+    // The per-request user check (issue 17).
+    "AUTH_USER_CACHE_TTL_MS",
     CONFIG_FILE_ENV,
 ];
 
@@ -260,6 +263,8 @@ pub(crate) struct Settings {
     pub(crate) password_hash_queue_wait_ms: u64,
     /// `MIGRATE_ON_START`.
     pub(crate) migrate_on_start: bool,
+    /// `AUTH_USER_CACHE_TTL_MS`.
+    pub(crate) auth_user_cache_ttl_ms: u64,
 }
 
 impl Default for Settings {
@@ -301,6 +306,7 @@ impl Default for Settings {
             password_hash_concurrency: 4,
             password_hash_queue_wait_ms: 1_000,
             migrate_on_start: false,
+            auth_user_cache_ttl_ms: 5_000,
         }
     }
 }
@@ -641,6 +647,7 @@ impl Settings {
                     concurrency: self.password_hash_concurrency,
                     queue_wait: Duration::from_millis(self.password_hash_queue_wait_ms),
                 },
+                user_cache_ttl: Duration::from_millis(self.auth_user_cache_ttl_ms),
             },
             events: EventsConfig {
                 dapr_enabled: self.dapr_enabled,

@@ -12,13 +12,13 @@ use argon2::{Argon2, PasswordHash, PasswordHasher, PasswordVerifier};
 use futures_util::future::LocalBoxFuture;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
+use task_domain::UserId;
 use task_store::{Store, StoreError};
 use tokio::sync::Semaphore;
 use uuid::Uuid;
 
 use crate::config::{AuthConfig, CookieSameSite, PasswordConfig, PasswordHashAlgorithm};
 use crate::error::ApiError;
-use crate::state::AppState;
 
 /// The name of the cookie that carries the token.
 pub const COOKIE_NAME: &str = "auth_token";
@@ -151,6 +151,13 @@ impl Authenticator {
         Ok(claims)
     }
 
+    /// The subject (`sub`) of the validly signed, unexpired token `req` carries, if any. No database lookup: for
+    /// keying the per-user rate limit, not for authenticating (that is [`AuthUser`]).
+    pub fn token_subject(&self, req: &HttpRequest) -> Option<Uuid> {
+        let token = request_token(req)?;
+        self.verify(&token).ok().map(|claims| claims.sub)
+    }
+
     /// The cookie that carries `token`.
     pub fn cookie(&self, token: &str) -> Cookie<'static> {
         Cookie::build(COOKIE_NAME, token.to_owned())
@@ -219,23 +226,20 @@ impl FromRequest for AuthUser {
 }
 
 /// The user of a request: a valid token whose user still exists (SPEC §2; the original service looks the user up
-/// too). The lookup reads one primary-key index entry.
+/// too), checked through [`KnownUsers`]. Reads the [`Authenticator`] and [`KnownUsers`] the app registers as app
+/// data of their own.
 pub(crate) async fn authenticate(req: &HttpRequest) -> Result<AuthUser, ApiError> {
-    let state = req
-        .app_data::<web::Data<AppState>>()
-        .ok_or_else(|| ApiError::internal("application state is not configured"))?;
+    let not_configured = || ApiError::internal("authentication is not configured");
+    let tokens = req
+        .app_data::<web::Data<Authenticator>>()
+        .ok_or_else(not_configured)?;
+    let users = req
+        .app_data::<web::Data<KnownUsers>>()
+        .ok_or_else(not_configured)?;
     let token = request_token(req)
         .ok_or_else(|| ApiError::Authentication("Not authenticated".to_owned()))?;
-    let claims = state.auth.verify(&token)?;
-    // On a task of its own: actix drops this future when another extractor of the request fails first, and a
-    // SQLite query (diesel-async's blocking wrapper) must not be dropped half-way on actix's current-thread
-    // runtime. A dropped `JoinHandle` leaves the lookup to finish on its own.
-    let store = state.store.clone();
-    let user_id = task_domain::UserId::from_uuid(claims.sub);
-    let exists = actix_web::rt::spawn(async move { store.user_exists(user_id).await })
-        .await
-        .map_err(ApiError::internal)??;
-    if !exists {
+    let claims = tokens.verify(&token)?;
+    if !users.exists(UserId::from_uuid(claims.sub)).await? {
         return Err(ApiError::Authentication("User not found".to_owned()));
     }
     req.extensions_mut().insert(RequestUserId(claims.sub));
@@ -243,6 +247,72 @@ pub(crate) async fn authenticate(req: &HttpRequest) -> Result<AuthUser, ApiError
         id: claims.sub,
         email: claims.email,
     })
+}
+
+/// The most users [`KnownUsers`] remembers at once (about 100 bytes each); past it the least used are forgotten
+/// first, and only cost a lookup.
+pub const KNOWN_USERS_CAPACITY: u64 = 100_000;
+
+/// Whether the user a token names still exists (SPEC §2: a deleted user's token is refused).
+///
+/// The answer comes from the database (one primary-key lookup, on a task of its own) or, for a user found there
+/// within the last `ttl`, from a bounded in-process cache of such positive answers, without a query or a spawned
+/// task. Only "exists" is remembered: an unknown user is looked up on every request. So a deleted user's token is
+/// refused at most `ttl` after the deletion, on every replica (each has its own cache); `ttl` zero turns the cache
+/// off and looks up every request.
+#[derive(Clone)]
+pub struct KnownUsers {
+    store: Store,
+    cache: Option<moka::sync::Cache<Uuid, ()>>,
+}
+
+impl std::fmt::Debug for KnownUsers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KnownUsers")
+            .field(
+                "cached",
+                &self.cache.as_ref().map(moka::sync::Cache::entry_count),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+impl KnownUsers {
+    /// Looks users up in `store`, remembering those found for `ttl` (zero: never).
+    pub fn new(store: Store, ttl: Duration) -> Self {
+        let cache = (!ttl.is_zero()).then(|| {
+            moka::sync::Cache::builder()
+                .max_capacity(KNOWN_USERS_CAPACITY)
+                .time_to_live(ttl)
+                .build()
+        });
+        Self { store, cache }
+    }
+
+    /// Whether `user` exists: from the cache when it was found within the TTL, otherwise from the database.
+    pub async fn exists(&self, user: UserId) -> Result<bool, ApiError> {
+        let id = user.into_uuid();
+        if let Some(cache) = &self.cache
+            && cache.contains_key(&id)
+        {
+            return Ok(true);
+        }
+        // On a task of its own: actix drops this future when another extractor of the request fails first, and a
+        // SQLite query (diesel-async's blocking wrapper) must not be dropped half-way on actix's current-thread
+        // runtime. A dropped `JoinHandle` leaves the lookup to finish on its own (and still fills the cache).
+        let store = self.store.clone();
+        let cache = self.cache.clone();
+        actix_web::rt::spawn(async move {
+            let exists = store.user_exists(user).await?;
+            if exists && let Some(cache) = cache {
+                cache.insert(id, ());
+            }
+            Ok::<_, StoreError>(exists)
+        })
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::from)
+    }
 }
 
 /// The bcrypt cost of the original service, of our bcrypt hashes and of the bcrypt dummy.
@@ -542,7 +612,10 @@ mod tests {
     use super::*;
 
     fn authenticator(secret: &str) -> Authenticator {
-        Authenticator::new(&AuthConfig::defaults_for_tests(secret))
+        Authenticator::new(&AuthConfig {
+            user_cache_ttl: Duration::ZERO,
+            ..AuthConfig::defaults_for_tests(secret)
+        })
     }
 
     #[test]

@@ -89,6 +89,10 @@ pub struct AuthConfig {
     pub cookie_samesite: CookieSameSite,
     /// Password hashing settings.
     pub passwords: PasswordConfig,
+    /// How long a token's user, once found in the database, is taken to exist without asking again
+    /// (`AUTH_USER_CACHE_TTL_MS`): a deleted user's token is refused at most this long after the deletion. Zero
+    /// looks the user up on every request.
+    pub user_cache_ttl: Duration,
 }
 
 /// The algorithm of new and upgraded password hashes (`PASSWORD_HASH`: `argon2id`, also spelt `argon2`, or
@@ -384,6 +388,7 @@ mod defaults_for_tests {
                 cookie_secure: false,
                 cookie_samesite: CookieSameSite::Lax,
                 passwords: PasswordConfig::defaults_for_tests(),
+                user_cache_ttl: Duration::from_secs(5),
             }
         }
     }

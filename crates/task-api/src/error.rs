@@ -8,6 +8,7 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, ResponseError};
 use serde::Serialize;
+use task_store::StoreError;
 
 /// A boxed error kept as the source of [`ApiError::Internal`] and [`ApiError::Unavailable`].
 pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
@@ -191,6 +192,26 @@ impl ResponseError for ApiError {
             builder.insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")));
         }
         builder.json(self.envelope())
+    }
+}
+
+/// The store's classes of failure (`StoreError`) as answers: 404, 409, 422, 401 (the token's user is gone), 503, 500.
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::NotFound => ApiError::NotFound("Task not found".to_owned()),
+            StoreError::UniqueViolation { .. } => {
+                ApiError::Conflict("Resource already exists".to_owned())
+            }
+            StoreError::CheckViolation { constraint } => {
+                ApiError::field("body", format!("value rejected by constraint {constraint}"))
+            }
+            StoreError::ForeignKeyViolation { .. } => {
+                ApiError::Authentication("The authenticated user no longer exists".to_owned())
+            }
+            StoreError::Unavailable(source) => ApiError::Unavailable(source),
+            other => ApiError::Internal(Box::new(other)),
+        }
     }
 }
 

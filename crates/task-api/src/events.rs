@@ -13,6 +13,7 @@ use cloudevents_model::{
 };
 
 use crate::config::Topics;
+use crate::context::RequestContext;
 
 /// `task.created`.
 pub const TASK_CREATED: &str = "task.created";
@@ -37,25 +38,6 @@ pub const REMINDER_CANCELLED: &str = "reminder.cancelled";
 pub const EXT_TRACEID: &str = "traceid";
 /// The extension carrying the correlation id that consumers should read.
 pub const EXT_CORRELATIONID: &str = "correlationid";
-
-/// What every event of one request shares.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EventContext {
-    /// The request's correlation id.
-    pub correlation_id: Uuid,
-    /// The incoming `traceparent`, forwarded to the sidecar.
-    pub traceparent: Option<String>,
-}
-
-impl EventContext {
-    /// A context with a fresh correlation id and no trace.
-    pub fn new_detached() -> Self {
-        Self {
-            correlation_id: Uuid::new_v4(),
-            traceparent: None,
-        }
-    }
-}
 
 /// One CloudEvent ready to publish, with where and how.
 #[derive(Debug, Clone, PartialEq)]
@@ -247,7 +229,7 @@ impl EventFactory {
         &self,
         task: &Task,
         events: &[TaskEvent],
-        ctx: &EventContext,
+        ctx: &RequestContext,
         now: OffsetDateTime,
         numbering: &mut Numbering,
     ) -> Result<Vec<OutgoingEvent>, BuildError> {
@@ -264,7 +246,7 @@ impl EventFactory {
         &self,
         task: &Task,
         event: &TaskEvent,
-        ctx: &EventContext,
+        ctx: &RequestContext,
         now: OffsetDateTime,
         sequence: String,
     ) -> Result<OutgoingEvent, cloudevents_model::BuildError> {

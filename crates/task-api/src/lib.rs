@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod context;
 pub mod dto;
 pub mod error;
 pub mod events;
@@ -15,6 +16,7 @@ pub mod publisher;
 pub mod rate_limit;
 pub mod routes;
 pub mod service;
+pub mod startup;
 pub mod state;
 
 use std::net::TcpListener;
@@ -26,209 +28,19 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{Server, ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::http::{Method, header};
 use actix_web::{App, HttpServer, web};
-use dapr_pubsub_client::{Dispatcher, PubSubClient};
-use slog::{Logger, info, o, warn};
-use task_store::{DbConfig, OpenError, Store};
+use slog::{Logger, info, o};
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::auth::{Authenticator, Passwords};
-use crate::config::{AuthConfig, EventDelivery, EventsConfig, HttpConfig};
-use crate::error::ErrorChain;
-use crate::events::EventFactory;
-use crate::metrics::Metrics;
-use crate::outbox::{OutboxRelay, RelayHandle};
-use crate::publisher::{DaprPublisher, EventPublisher, LogPublisher};
-use crate::rate_limit::KeyedLimiter;
-use crate::service::{Delivery, TaskService};
+use crate::config::HttpConfig;
 use crate::state::AppState;
 
+pub use crate::context::RequestContext;
 pub use crate::error::ApiError;
-pub use crate::middleware::RequestContext;
 pub use crate::service::TaskService as Service;
-
-/// Everything the service needs to run, composed by the binary.
-#[derive(Debug, Clone)]
-pub struct ServiceConfig {
-    /// The database.
-    pub database: DbConfig,
-    /// HTTP front settings.
-    pub http: HttpConfig,
-    /// Token and cookie settings.
-    pub auth: AuthConfig,
-    /// Event publishing settings.
-    pub events: EventsConfig,
-    /// How long graceful shutdown may take in total: the HTTP drain and the event drain share it.
-    pub shutdown_timeout: Duration,
-}
-
-/// Why the service could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum StartupError {
-    /// The database could not be opened or migrated.
-    #[error("cannot open the database")]
-    Database(#[source] Box<OpenError>),
-    /// The HTTP server could not start.
-    #[error("cannot start the http server")]
-    Http(#[source] std::io::Error),
-}
-
-impl From<OpenError> for StartupError {
-    fn from(err: OpenError) -> Self {
-        StartupError::Database(Box::new(err))
-    }
-}
-
-/// Applies pending migrations (`task-api migrate`).
-pub async fn migrate(database: &DbConfig, log: &Logger) -> Result<Vec<String>, StartupError> {
-    let applied = task_store::run_pending(database, log).await?;
-    info!(log, "migrations checked"; "applied" => applied.len(), "versions" => applied.join(","));
-    Ok(applied)
-}
-
-/// Background work started with the state: the dispatcher lanes or the outbox relay.
-#[derive(Debug, Default)]
-pub struct Background {
-    relay: Option<RelayHandle>,
-}
-
-/// The state of a service, and its background work.
-#[derive(Debug)]
-pub struct Built {
-    /// The shared state.
-    pub state: web::Data<AppState>,
-    /// The background tasks, to stop at shutdown.
-    pub background: Background,
-}
-
-impl Background {
-    /// Stops the background work at once, as a crash would: the relay drops its round wherever it is and
-    /// leaves its leases to expire. For tests of what other replicas do then.
-    #[cfg(feature = "test-util")]
-    pub fn abort(self) {
-        if let Some(relay) = self.relay {
-            relay.abort();
-        }
-    }
-}
-
-impl Built {
-    /// Stops taking events and delivers what is queued within `deadline` (what is left then is abandoned:
-    /// counted in `events_dropped_total` and logged with its ids).
-    pub async fn shutdown(self, deadline: Duration) {
-        let started = std::time::Instant::now();
-        if let Some(relay) = self.background.relay {
-            relay.shutdown(deadline).await;
-        }
-        let left = deadline.saturating_sub(started.elapsed());
-        self.state.publisher.shutdown(left).await;
-    }
-}
-
-/// Builds the publisher and the delivery mode of `events`; spawns the dispatcher or relay on this runtime.
-pub fn build_delivery(
-    events: &EventsConfig,
-    store: &Store,
-    log: &Logger,
-) -> Result<(Arc<dyn EventPublisher>, Delivery, Background), StartupError> {
-    if !events.dapr_enabled {
-        if events.delivery == EventDelivery::Outbox {
-            warn!(
-                log,
-                "EVENT_DELIVERY=outbox is ignored while DAPR_ENABLED=false: events are only logged"
-            );
-        }
-        let publisher: Arc<dyn EventPublisher> = Arc::new(LogPublisher);
-        return Ok((
-            Arc::clone(&publisher),
-            Delivery::Publish(publisher),
-            Background::default(),
-        ));
-    }
-    let client = PubSubClient::new(events.client.clone(), log.clone());
-    match events.delivery {
-        EventDelivery::FireAndForget => {
-            let dispatcher = Dispatcher::spawn(client, events.dispatcher.clone(), log.clone());
-            let publisher: Arc<dyn EventPublisher> =
-                Arc::new(DaprPublisher::new(dispatcher, &events.pubsub_name, log));
-            Ok((
-                Arc::clone(&publisher),
-                Delivery::Publish(publisher),
-                Background::default(),
-            ))
-        }
-        EventDelivery::Outbox => {
-            let relay = OutboxRelay::new(
-                store.clone(),
-                client,
-                &events.pubsub_name,
-                events.outbox.clone(),
-                events.publish_timeout(),
-                log,
-            );
-            let delivery = Delivery::Outbox {
-                wake: relay.wake(),
-                counters: relay.counters(),
-            };
-            let handle = relay.spawn();
-            Ok((
-                Arc::new(LogPublisher),
-                delivery,
-                Background {
-                    relay: Some(handle),
-                },
-            ))
-        }
-    }
-}
-
-/// Builds the state around an open store and a publisher/delivery pair (tests pass fakes here).
-pub fn build_state(
-    config: &ServiceConfig,
-    store: Store,
-    publisher: Arc<dyn EventPublisher>,
-    delivery: Delivery,
-    log: &Logger,
-) -> web::Data<AppState> {
-    let factory = EventFactory::new(config.events.source.clone(), config.events.topics.clone());
-    web::Data::new(AppState {
-        log: log.clone(),
-        auth: Authenticator::new(&config.auth),
-        passwords: Passwords::new(&config.auth.passwords),
-        store: store.clone(),
-        tasks: TaskService::new(store, factory, delivery),
-        publisher,
-        metrics: Metrics::new(),
-        auth_limiter: KeyedLimiter::new(config.http.rate_limit_auth_per_minute),
-        task_limiter: KeyedLimiter::new(config.http.rate_limit_tasks_per_minute),
-        http: config.http.clone(),
-    })
-}
-
-/// Opens the database (migrating the embedded SQLite one), starts event delivery, and builds the state.
-pub async fn build(config: &ServiceConfig, log: &Logger) -> Result<Built, StartupError> {
-    let store = Store::open(&config.database, log).await?;
-    if let Err(err) = store.ping().await {
-        warn!(log, "the database is not reachable yet; /readyz answers 503 until it is"; "error" => %ErrorChain(&err));
-    }
-    let (publisher, delivery, background) = build_delivery(&config.events, &store, log)?;
-    info!(log, "event delivery configured"; "dapr_enabled" => config.events.dapr_enabled,
-        "delivery" => ?config.events.delivery, "pubsub" => &config.events.pubsub_name,
-        "endpoint" => config.events.client.base_url());
-    let state = build_state(config, store.clone(), publisher, delivery, log);
-    match state.passwords.detect_stored_formats(&store).await {
-        Ok((bcrypt, argon2)) => info!(log, "password hashing configured";
-            "algorithm" => ?state.passwords.algorithm(), "stored_bcrypt" => bcrypt, "stored_argon2" => argon2,
-            "concurrency" => config.auth.passwords.concurrency),
-        Err(err) => {
-            // Unknown: pay for both formats, so login timing cannot tell accounts apart.
-            state.passwords.note_stored_formats(true, true);
-            warn!(log, "cannot tell which password hash formats are stored; logins verify both";
-                "error" => %ErrorChain(&err));
-        }
-    }
-    Ok(Built { state, background })
-}
+pub use crate::startup::{
+    Background, Built, ServiceConfig, StartupError, build, build_delivery, build_state, migrate,
+};
 
 fn cors(http: &HttpConfig) -> Cors {
     let cors = Cors::default()
@@ -278,7 +90,14 @@ pub fn app(
         .content_type_required(true)
         .error_handler(error::json_error_handler);
     let cors = cors(&state.http);
+    let routes_state = state.clone();
+    let mcp_state = state.clone();
     App::new()
+        // What the extractors and middleware read, each on its own; the handlers read `AppState`.
+        .app_data(web::Data::new(state.log.clone()))
+        .app_data(web::Data::new(state.metrics.clone()))
+        .app_data(web::Data::new(state.auth.clone()))
+        .app_data(web::Data::new(state.users.clone()))
         .app_data(state)
         .app_data(json)
         .app_data(web::PathConfig::default().error_handler(error::path_error_handler))
@@ -293,8 +112,8 @@ pub fn app(
         .service(
             SwaggerUi::new("/docs/{_:.*}").url(openapi::OPENAPI_PATH, openapi::ApiDoc::openapi()),
         )
-        .configure(routes::configure)
-        .configure(mcp::configure)
+        .configure(|cfg| routes::configure(cfg, &routes_state))
+        .configure(|cfg| mcp::configure(cfg, &mcp_state))
         .default_service(web::to(routes::not_found))
 }
 

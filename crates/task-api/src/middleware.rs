@@ -1,5 +1,7 @@
-//! Per-request plumbing: the correlation id, the request's child logger, the access log line, metrics, and the
-//! envelope for error responses that actix produced without one (unknown routes, 405).
+//! Per-request plumbing: the request's [`RequestContext`] (correlation id, `traceparent`, child logger), the access
+//! log line, metrics, and the envelope for error responses that actix produced without one (unknown routes, 405).
+//! It reads the root `Logger` and the `Metrics` the app registers as app data; authentication and rate limits are
+//! not here (the extractors in `auth` and the scope middleware of `rate_limit` do those).
 
 use std::future::{Ready, ready};
 use std::panic::AssertUnwindSafe;
@@ -15,35 +17,21 @@ use slog::{Logger, debug, error, info, o, warn};
 use uuid::Uuid;
 
 use crate::auth::RequestUserId;
+use crate::context::RequestContext;
 use crate::error::{ApiError, ErrorChain, envelope_for_status};
-use crate::state::AppState;
+use crate::metrics::Metrics;
 
 /// The response header that echoes the correlation id.
 pub const CORRELATION_HEADER: &str = "x-correlation-id";
 
-/// What every part of one request shares: its correlation id, its `traceparent`, and its logger.
-#[derive(Debug, Clone)]
-pub struct RequestContext {
-    /// The correlation id (SPEC §3.3), on every log line and event of the request.
-    pub correlation_id: Uuid,
-    /// The incoming W3C `traceparent`, when valid; forwarded to the sidecar.
-    pub traceparent: Option<String>,
-    /// The request's child logger, carrying `correlation_id`.
-    pub log: Logger,
+/// The root logger the app registered (`web::Data<Logger>`), or one that discards.
+fn root_logger(req: &HttpRequest) -> Logger {
+    req.app_data::<web::Data<Logger>>()
+        .map(|log| Logger::clone(log))
+        .unwrap_or_else(|| Logger::root(slog::Discard, o!()))
 }
 
-impl RequestContext {
-    /// A context for work that does not come from an HTTP request (tests, tools, the MCP server).
-    pub fn detached(log: &Logger) -> Self {
-        let correlation_id = Uuid::new_v4();
-        Self {
-            correlation_id,
-            traceparent: None,
-            log: log.new(o!("correlation_id" => correlation_id.to_string())),
-        }
-    }
-}
-
+/// The context [`request_middleware`] gave the request (a detached one where it did not run).
 impl FromRequest for RequestContext {
     type Error = ApiError;
     type Future = Ready<Result<Self, Self::Error>>;
@@ -51,11 +39,7 @@ impl FromRequest for RequestContext {
     fn from_request(req: &HttpRequest, _payload: &mut Payload) -> Self::Future {
         let found = req.extensions().get::<RequestContext>().cloned();
         ready(Ok(found.unwrap_or_else(|| {
-            let log = req
-                .app_data::<web::Data<AppState>>()
-                .map(|state| state.log.clone())
-                .unwrap_or_else(|| Logger::root(slog::Discard, o!()));
-            RequestContext::detached(&log)
+            RequestContext::detached(&root_logger(req))
         })))
     }
 }
@@ -167,18 +151,11 @@ pub async fn request_middleware(
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let started = Instant::now();
-    let state = req.app_data::<web::Data<AppState>>().cloned();
-    let root = state
-        .as_ref()
-        .map(|s| s.log.clone())
-        .unwrap_or_else(|| Logger::root(slog::Discard, o!()));
+    let metrics = req.app_data::<web::Data<Metrics>>().cloned();
     let (correlation_id, traceparent) = correlation_for(req.headers());
-    let log = root.new(o!("correlation_id" => correlation_id.to_string()));
-    req.extensions_mut().insert(RequestContext {
-        correlation_id,
-        traceparent,
-        log: log.clone(),
-    });
+    let ctx = RequestContext::new(correlation_id, traceparent, &root_logger(req.request()));
+    let log = ctx.log.clone();
+    req.extensions_mut().insert(ctx);
     let method = req.method().to_string();
     let method_label = method_label(req.method());
     let path = req.path().to_owned();
@@ -193,8 +170,8 @@ pub async fn request_middleware(
             error!(log, "{method} {path} failed before a response"; "method" => &method, "path" => &path,
                 "status" => status.as_u16(),
                 "duration_ms" => started.elapsed().as_secs_f64() * 1000.0, "error" => %err);
-            if let Some(state) = &state {
-                state.metrics.observe(
+            if let Some(metrics) = &metrics {
+                metrics.observe(
                     method_label,
                     "unmatched",
                     status.as_u16(),
@@ -242,10 +219,8 @@ pub async fn request_middleware(
         .get::<RequestUserId>()
         .map(|u| u.0.to_string());
     let user_id = user_id.unwrap_or_default();
-    if let Some(state) = &state {
-        state
-            .metrics
-            .observe(method_label, &route, status.as_u16(), elapsed.as_secs_f64());
+    if let Some(metrics) = &metrics {
+        metrics.observe(method_label, &route, status.as_u16(), elapsed.as_secs_f64());
     }
     let failure = res
         .response()

@@ -1,28 +1,30 @@
 //! Rate limiting on [`governor`] (GCRA, keyed): N requests per minute per key, answering 429 with `Retry-After`;
 //! the client address the auth routes are keyed on (taken from `X-Forwarded-For` only behind trusted proxies, IPv6
-//! grouped by /64); and the per-scope middleware that applies the limits.
+//! grouped by /64); and [`RateLimit`], the one middleware that applies a limit to a scope, keyed by what the
+//! scope's key function reads from the request (the routes pick the limiter and the key; this module knows neither
+//! users nor tokens).
 
 use std::fmt;
+use std::future::{Ready, ready};
 use std::hash::Hash;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::num::NonZeroU32;
+use std::rc::Rc;
 use std::str::FromStr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use actix_web::ResponseError;
 use actix_web::body::{EitherBody, MessageBody};
-use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
 use actix_web::http::header::HeaderMap;
-use actix_web::middleware::Next;
-use actix_web::web;
+use futures_util::future::LocalBoxFuture;
 use governor::clock::{Clock, DefaultClock};
 use governor::middleware::NoOpMiddleware;
 use governor::state::keyed::DashMapStateStore;
 use governor::{Quota, RateLimiter};
 
 use crate::error::ApiError;
-use crate::state::AppState;
 
 /// How often idle keys are dropped from a limiter's map (at most; a sweep runs on the next check after this).
 pub const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
@@ -136,42 +138,105 @@ pub fn request_client_key(
         .map(|addr| client_key(trusted.client_ip(addr.ip(), req.headers())))
 }
 
-/// Middleware of the `/auth` scope: one limit per client address (`RATE_LIMIT_AUTH_PER_MINUTE`).
-pub async fn limit_by_client_address<B: MessageBody + 'static>(
-    req: ServiceRequest,
-    next: Next<B>,
-) -> Result<ServiceResponse<EitherBody<B>>, actix_web::Error> {
-    if let Some(state) = req.app_data::<web::Data<AppState>>() {
-        let key = request_client_key(&state.http.trusted_proxies, req.request())
-            .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-        if let Err(err) = state.auth_limiter.check(&key) {
-            return Ok(refuse(req, &err));
+/// How a scope's requests are keyed; `None` lets the request through unlimited (its handler answers it).
+type KeyFn<K> = dyn Fn(&ServiceRequest) -> Option<K>;
+
+/// The rate-limit middleware of one scope: takes one request from `limiter` for the key `key` reads, before the
+/// scope's extractors and handlers run; over the limit it answers 429 with `Retry-After` and the error envelope
+/// itself, so the access log and the correlation id of the outer middleware see a response.
+pub struct RateLimit<K: Hash + Eq + Clone> {
+    limiter: Arc<KeyedLimiter<K>>,
+    key: Rc<KeyFn<K>>,
+}
+
+impl<K: Hash + Eq + Clone> Clone for RateLimit<K> {
+    fn clone(&self) -> Self {
+        Self {
+            limiter: Arc::clone(&self.limiter),
+            key: Rc::clone(&self.key),
         }
     }
-    Ok(next.call(req).await?.map_into_left_body())
 }
 
-/// Middleware of the `/tasks` scope: one limit per signed-in user (`RATE_LIMIT_TASKS_PER_MINUTE`), keyed by the
-/// `sub` of a validly signed token (no database lookup here: the handler's extractor checks the user exists). A
-/// request without a valid token passes through to its handler, which answers 401.
-pub async fn limit_by_user<B: MessageBody + 'static>(
-    req: ServiceRequest,
-    next: Next<B>,
-) -> Result<ServiceResponse<EitherBody<B>>, actix_web::Error> {
-    if let Some(state) = req.app_data::<web::Data<AppState>>()
-        && let Some(token) = crate::auth::request_token(req.request())
-        && let Ok(claims) = state.auth.verify(&token)
-        && let Err(err) = state.task_limiter.check(&claims.sub.to_string())
-    {
-        return Ok(refuse(req, &err));
+impl<K: Hash + Eq + Clone> RateLimit<K> {
+    /// Limits with `limiter`, keyed by `key`.
+    pub fn new(
+        limiter: Arc<KeyedLimiter<K>>,
+        key: impl Fn(&ServiceRequest) -> Option<K> + 'static,
+    ) -> Self {
+        Self {
+            limiter,
+            key: Rc::new(key),
+        }
     }
-    Ok(next.call(req).await?.map_into_left_body())
 }
 
-/// Answers `req` with `err`'s envelope, so outer middleware (access log, correlation id) sees a response.
-fn refuse<B>(req: ServiceRequest, err: &ApiError) -> ServiceResponse<EitherBody<B>> {
-    req.into_response(err.error_response())
-        .map_into_right_body()
+impl RateLimit<IpAddr> {
+    /// Limits per client address ([`request_client_key`]; a request without a peer address counts as `0.0.0.0`).
+    /// Only requests for a route count: a path under the scope that no route matches passes to its 404.
+    pub fn per_client_address(limiter: Arc<KeyedLimiter<IpAddr>>, trusted: TrustedProxies) -> Self {
+        Self::new(limiter, move |req| {
+            if !req.request().resource_map().has_resource(req.path()) {
+                return None;
+            }
+            Some(
+                request_client_key(&trusted, req.request())
+                    .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+            )
+        })
+    }
+}
+
+impl<S, B, K> Transform<S, ServiceRequest> for RateLimit<K>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
+    B: MessageBody + 'static,
+    K: Hash + Eq + Clone + 'static,
+{
+    type Response = ServiceResponse<EitherBody<B>>;
+    type Error = actix_web::Error;
+    type Transform = RateLimitService<S, K>;
+    type InitError = ();
+    type Future = Ready<Result<Self::Transform, Self::InitError>>;
+
+    fn new_transform(&self, service: S) -> Self::Future {
+        ready(Ok(RateLimitService {
+            service: Rc::new(service),
+            limit: self.clone(),
+        }))
+    }
+}
+
+/// [`RateLimit`] around one scope's service.
+pub struct RateLimitService<S, K: Hash + Eq + Clone> {
+    service: Rc<S>,
+    limit: RateLimit<K>,
+}
+
+impl<S, B, K> Service<ServiceRequest> for RateLimitService<S, K>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
+    B: MessageBody + 'static,
+    K: Hash + Eq + Clone + 'static,
+{
+    type Response = ServiceResponse<EitherBody<B>>;
+    type Error = actix_web::Error;
+    type Future = LocalBoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    forward_ready!(service);
+
+    fn call(&self, req: ServiceRequest) -> Self::Future {
+        if let Some(key) = (self.limit.key)(&req)
+            && let Err(err) = self.limit.limiter.check(&key)
+        {
+            let refused = req
+                .into_response(err.error_response())
+                .map_into_right_body();
+            return Box::pin(ready(Ok(refused)));
+        }
+        let service = Rc::clone(&self.service);
+        Box::pin(async move { Ok(service.call(req).await?.map_into_left_body()) })
+    }
 }
 
 /// The header the client address is read from behind trusted proxies. RFC 7239 `Forwarded` is not read: a proxy

@@ -9,11 +9,10 @@ use time::OffsetDateTime;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
+use crate::context::RequestContext;
 use crate::dto::NewTaskInput;
-use crate::error::ApiError;
-use crate::events::{EventContext, EventFactory, Numbering, OutgoingEvent};
+use crate::events::{BuildError, EventFactory, Numbering, OutgoingEvent};
 use crate::metrics::ExtraMetric;
-use crate::middleware::RequestContext;
 use crate::outbox::RelayCounters;
 use crate::publisher::{EventPublisher, PublishSlot};
 
@@ -31,21 +30,35 @@ pub enum Delivery {
     },
 }
 
-impl From<StoreError> for ApiError {
+/// Why a task operation failed. Each edge maps it to what its callers see (the routes to the HTTP error envelope,
+/// the MCP tools to a tool error); the service knows neither.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// No such task.
+    #[error("task not found")]
+    NotFound,
+    /// The task belongs to another user.
+    #[error("the task belongs to another user")]
+    NotOwner,
+    /// The store failed or refused the change (its class says how: `StoreError`).
+    #[error("the store failed")]
+    Store(#[source] StoreError),
+    /// The database does not answer (readiness).
+    #[error("the database is not ready")]
+    NotReady(#[source] StoreError),
+    /// The change's CloudEvents could not be built.
+    #[error("cannot build the change's events")]
+    Events(#[from] BuildError),
+    /// The change's outbox rows could not be written out.
+    #[error("cannot encode the change's outbox rows")]
+    OutboxRow(#[source] Box<dyn std::error::Error + Send + Sync + 'static>),
+}
+
+impl From<StoreError> for ServiceError {
     fn from(err: StoreError) -> Self {
         match err {
-            StoreError::NotFound => ApiError::NotFound("Task not found".to_owned()),
-            StoreError::UniqueViolation { .. } => {
-                ApiError::Conflict("Resource already exists".to_owned())
-            }
-            StoreError::CheckViolation { constraint } => {
-                ApiError::field("body", format!("value rejected by constraint {constraint}"))
-            }
-            StoreError::ForeignKeyViolation { .. } => {
-                ApiError::Authentication("The authenticated user no longer exists".to_owned())
-            }
-            StoreError::Unavailable(source) => ApiError::Unavailable(source),
-            other => ApiError::Internal(Box::new(other)),
+            StoreError::NotFound => ServiceError::NotFound,
+            other => ServiceError::Store(other),
         }
     }
 }
@@ -66,18 +79,11 @@ pub struct TaskService {
     delivery: Delivery,
 }
 
-fn event_context(ctx: &RequestContext) -> EventContext {
-    EventContext {
-        correlation_id: ctx.correlation_id,
-        traceparent: ctx.traceparent.clone(),
-    }
-}
-
-fn owned_by(task: &Task, user: UserId) -> Result<(), ApiError> {
+fn owned_by(task: &Task, user: UserId) -> Result<(), ServiceError> {
     if task.user_id() == user {
         Ok(())
     } else {
-        Err(ApiError::Authorization)
+        Err(ServiceError::NotOwner)
     }
 }
 
@@ -107,14 +113,11 @@ impl TaskService {
         &self,
         task: &Task,
         events: &[task_domain::TaskEvent],
-        ectx: &EventContext,
+        ctx: &RequestContext,
         now: OffsetDateTime,
         numbering: &mut Numbering,
-    ) -> Result<Staged<Vec<OutgoingEvent>>, ApiError> {
-        let outgoing = self
-            .factory
-            .build(task, events, ectx, now, numbering)
-            .map_err(ApiError::internal)?;
+    ) -> Result<Staged<Vec<OutgoingEvent>>, ServiceError> {
+        let outgoing = self.factory.build(task, events, ctx, now, numbering)?;
         let rows = if self.outbox_mode() {
             outbox_rows(&outgoing)?
         } else {
@@ -166,10 +169,9 @@ impl TaskService {
         user: UserId,
         input: NewTaskInput,
         ctx: &RequestContext,
-    ) -> Result<Task, ApiError> {
+    ) -> Result<Task, ServiceError> {
         let now = OffsetDateTime::now_utc();
         let (task, events) = Task::create(TaskId::new_v4(), user, input.title, input.due_date, now);
-        let ectx = event_context(ctx);
         let outgoing = self
             .store
             .insert_task(&task, |locked: Locked| {
@@ -178,11 +180,11 @@ impl TaskService {
                 let staged = self.stage(
                     &task,
                     &events,
-                    &ectx,
+                    ctx,
                     now,
                     &mut Numbering::new(locked.sequence),
                 )?;
-                Ok::<_, ApiError>(self.reserve(staged, user, ctx))
+                Ok::<_, ServiceError>(self.reserve(staged, user, ctx))
             })
             .await?;
         self.deliver(outgoing, ctx);
@@ -190,12 +192,16 @@ impl TaskService {
     }
 
     /// The user's tasks, newest first, optionally filtered by completion.
-    pub async fn list(&self, user: UserId, completed: Option<bool>) -> Result<Vec<Task>, ApiError> {
+    pub async fn list(
+        &self,
+        user: UserId,
+        completed: Option<bool>,
+    ) -> Result<Vec<Task>, ServiceError> {
         Ok(self.store.list_tasks(user, completed).await?)
     }
 
     /// One task of the user: 404 when unknown, 403 when someone else's.
-    pub async fn get(&self, user: UserId, id: TaskId) -> Result<Task, ApiError> {
+    pub async fn get(&self, user: UserId, id: TaskId) -> Result<Task, ServiceError> {
         let task = self.store.get_task(id).await?;
         owned_by(&task, user)?;
         Ok(task)
@@ -208,16 +214,15 @@ impl TaskService {
         id: TaskId,
         patch: TaskPatch,
         ctx: &RequestContext,
-    ) -> Result<Task, ApiError> {
-        let ectx = event_context(ctx);
+    ) -> Result<Task, ServiceError> {
         let (task, events) = self
             .store
             .update_task(id, |task: &mut Task, locked: Locked| {
                 owned_by(task, user)?;
                 let events = task.update(patch, locked.now);
                 let mut numbering = Numbering::new(locked.sequence);
-                let staged = self.stage(task, &events, &ectx, locked.now, &mut numbering)?;
-                Ok::<_, ApiError>(self.reserve(staged, user, ctx))
+                let staged = self.stage(task, &events, ctx, locked.now, &mut numbering)?;
+                Ok::<_, ServiceError>(self.reserve(staged, user, ctx))
             })
             .await?;
         self.deliver(events, ctx);
@@ -230,7 +235,7 @@ impl TaskService {
         user: UserId,
         id: TaskId,
         ctx: &RequestContext,
-    ) -> Result<Task, ApiError> {
+    ) -> Result<Task, ServiceError> {
         self.update(user, id, TaskPatch::completed(true), ctx).await
     }
 
@@ -240,7 +245,7 @@ impl TaskService {
         user: UserId,
         id: TaskId,
         ctx: &RequestContext,
-    ) -> Result<Task, ApiError> {
+    ) -> Result<Task, ServiceError> {
         self.update(user, id, TaskPatch::completed(false), ctx)
             .await
     }
@@ -251,15 +256,14 @@ impl TaskService {
         user: UserId,
         id: TaskId,
         ctx: &RequestContext,
-    ) -> Result<Task, ApiError> {
-        let ectx = event_context(ctx);
+    ) -> Result<Task, ServiceError> {
         let (task, events) = self
             .store
             .delete_task(id, |task: &Task, locked: Locked| {
                 owned_by(task, user)?;
                 let mut numbering = Numbering::new(locked.sequence);
-                let staged = self.stage(task, &task.delete(), &ectx, locked.now, &mut numbering)?;
-                Ok::<_, ApiError>(self.reserve(staged, user, ctx))
+                let staged = self.stage(task, &task.delete(), ctx, locked.now, &mut numbering)?;
+                Ok::<_, ServiceError>(self.reserve(staged, user, ctx))
             })
             .await?;
         self.deliver(events, ctx);
@@ -271,8 +275,7 @@ impl TaskService {
         &self,
         user: UserId,
         ctx: &RequestContext,
-    ) -> Result<Vec<Task>, ApiError> {
-        let ectx = event_context(ctx);
+    ) -> Result<Vec<Task>, ServiceError> {
         let (removed, events) = self
             .store
             .delete_completed(user, |tasks: &[Task], locked: Locked| {
@@ -282,23 +285,20 @@ impl TaskService {
                     let Some(task) = tasks.iter().find(|task| task.id() == task_id) else {
                         continue;
                     };
-                    let staged = self.stage(task, &events, &ectx, locked.now, &mut numbering)?;
+                    let staged = self.stage(task, &events, ctx, locked.now, &mut numbering)?;
                     all.value.extend(staged.value);
                     all.outbox.extend(staged.outbox);
                 }
-                Ok::<_, ApiError>(self.reserve(all, user, ctx))
+                Ok::<_, ServiceError>(self.reserve(all, user, ctx))
             })
             .await?;
         self.deliver(events, ctx);
         Ok(removed)
     }
 
-    /// Readiness: the database answers (503 otherwise).
-    pub async fn check_database(&self) -> Result<(), ApiError> {
-        self.store.ping().await.map_err(|err| match err {
-            StoreError::Unavailable(source) => ApiError::Unavailable(source),
-            other => ApiError::Unavailable(Box::new(other)),
-        })
+    /// Readiness: the database answers ([`ServiceError::NotReady`] otherwise, whatever the store's error).
+    pub async fn check_database(&self) -> Result<(), ServiceError> {
+        self.store.ping().await.map_err(ServiceError::NotReady)
     }
 
     /// The outbox relay's counters (empty unless in outbox mode).
@@ -311,15 +311,18 @@ impl TaskService {
 }
 
 /// The outbox rows of `events`: the event id as primary key, the structured JSON as payload.
-fn outbox_rows(events: &[OutgoingEvent]) -> Result<Vec<NewOutboxMessage>, ApiError> {
+fn outbox_rows(events: &[OutgoingEvent]) -> Result<Vec<NewOutboxMessage>, ServiceError> {
     events
         .iter()
         .map(|outgoing| {
             Ok(NewOutboxMessage {
-                id: Uuid::parse_str(outgoing.id()).map_err(ApiError::internal)?,
+                id: Uuid::parse_str(outgoing.id())
+                    .map_err(|err| ServiceError::OutboxRow(Box::new(err)))?,
                 topic: outgoing.topic.clone(),
                 partition_key: outgoing.partition_key.clone(),
-                payload: outgoing.to_json().map_err(ApiError::internal)?,
+                payload: outgoing
+                    .to_json()
+                    .map_err(|err| ServiceError::OutboxRow(Box::new(err)))?,
                 traceparent: outgoing.traceparent.clone(),
             })
         })

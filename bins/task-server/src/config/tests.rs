@@ -554,6 +554,28 @@ fn log_levels_are_slogs_names() {
     });
 }
 
+/// `AUTH_USER_CACHE_TTL_MS` reaches the auth configuration (default 5 s, 0 turns the cache off).
+#[test]
+fn the_user_cache_ttl_reaches_the_auth_config() {
+    Jail::expect_with(|jail| {
+        clear_env();
+        let config = load(None)
+            .expect("valid")
+            .service_config(|| "random".to_owned())
+            .expect("config");
+        assert_eq!(config.auth.user_cache_ttl, Duration::from_secs(5));
+        for (raw, ttl) in [("250", Duration::from_millis(250)), ("0", Duration::ZERO)] {
+            jail.set_env("AUTH_USER_CACHE_TTL_MS", raw);
+            let config = load(None)
+                .expect("valid")
+                .service_config(|| "random".to_owned())
+                .expect("config");
+            assert_eq!(config.auth.user_cache_ttl, ttl, "{raw}");
+        }
+        Ok(())
+    });
+}
+
 /// The startup log line shows the parsed values under their setting's names, as an operator writes them.
 #[test]
 fn redacted_settings_show_parsed_values_by_name() {

@@ -1,6 +1,7 @@
-//! The `/mcp` scope: MCP Streamable HTTP on the REST server's port. A middleware authenticates the request with
-//! the REST API's JWT (bearer header or `auth_token` cookie) and applies the per-user task rate limit *before* the
-//! MCP layer, answering 401/429 with the API's error envelope; then rmcp-actix-web serves the request statelessly.
+//! The `/mcp` scope: MCP Streamable HTTP on the REST server's port. The task routes' per-user rate limit (the same
+//! middleware and limiter as `/api/v1/tasks`) and then a middleware that authenticates the request with the REST
+//! API's JWT (bearer header or `auth_token` cookie) run *before* the MCP layer, answering 429/401 with the API's
+//! error envelope; then rmcp-actix-web serves the request statelessly.
 //!
 //! Stateless: every POST is served on its own (no `Mcp-Session-Id`, no server-held session), so any replica can
 //! answer any request; `GET` and `DELETE` answer 405. JSON responses are preferred over SSE for plain
@@ -18,9 +19,9 @@ use rmcp_actix_web::transport::{LocalSessionManager, StreamableHttpService};
 use task_domain::UserId;
 
 use crate::auth::authenticate;
+use crate::context::RequestContext;
 use crate::error::ApiError;
 use crate::mcp::tools::{Caller, TaskTools};
-use crate::middleware::RequestContext;
 use crate::state::AppState;
 
 /// Where the MCP endpoint is mounted.
@@ -30,7 +31,7 @@ pub const MCP_PATH: &str = "/mcp";
 pub const MAX_REQUEST_BODY_BYTES: usize = 64 * 1024;
 
 /// Mounts `/mcp` (call it from the app's route configuration).
-pub fn configure(cfg: &mut web::ServiceConfig) {
+pub fn configure(cfg: &mut web::ServiceConfig, state: &AppState) {
     let service = StreamableHttpService::builder()
         .service_factory(Arc::new(|| Ok(TaskTools::http())))
         .session_manager(Arc::new(LocalSessionManager::default()))
@@ -47,11 +48,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope(MCP_PATH)
             .wrap(from_fn(authenticate_mcp))
+            // Outermost: limited before the user lookup, as the task routes are.
+            .wrap(state.limit_per_user())
             .service(service.scope()),
     );
 }
 
-/// Authenticates an `/mcp` request and stores its [`Caller`] for the tools; 401/429 envelopes otherwise.
+/// Authenticates an `/mcp` request and stores its [`Caller`] for the tools; the 401 envelope otherwise.
 async fn authenticate_mcp(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
@@ -71,7 +74,6 @@ async fn caller_of(req: &ServiceRequest) -> Result<Caller, ApiError> {
         .app_data::<web::Data<AppState>>()
         .ok_or_else(|| ApiError::internal("application state is not configured"))?;
     let user = authenticate(req.request()).await?;
-    state.task_limiter.check(&user.id.to_string())?;
     let ctx = req
         .extensions()
         .get::<RequestContext>()

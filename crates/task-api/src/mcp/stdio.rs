@@ -8,7 +8,7 @@ use task_domain::UserId;
 use task_store::StoreError;
 
 use crate::mcp::tools::TaskTools;
-use crate::{Built, ServiceConfig, StartupError};
+use crate::startup::{Built, ServiceConfig, StartupError};
 
 /// Why the stdio server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -46,7 +46,7 @@ pub async fn serve_stdio(
     log: &Logger,
 ) -> Result<(), StdioError> {
     let log = log.new(o!("transport" => "mcp-stdio", "user_id" => user.to_string()));
-    let Built { state, background } = crate::build(config, &log).await?;
+    let Built { state, background } = crate::startup::build(config, &log).await?;
     let found = state.store.find_user(user).await;
     let ready = match found {
         Ok(Some(_)) => Ok(()),

@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use slog::{Logger, error, info, warn};
 use task_domain::{TaskPatch, UserId};
 
+use crate::context::RequestContext;
 use crate::dto::{parse_create, parse_update};
 use crate::error::{ApiError, ErrorChain};
 use crate::mcp::SERVER_NAME;
@@ -18,7 +19,6 @@ use crate::mcp::types::{
     AddTaskInput, ClearedTasks, DeletedTask, ListTasksInput, TaskIdInput, TaskList, TaskView,
     ToolError, UpdateTaskInput, parse_task_id,
 };
-use crate::middleware::RequestContext;
 use crate::service::TaskService;
 
 /// Who calls a tool, and with which correlation: what every tool needs to call [`TaskService`].
@@ -107,7 +107,8 @@ impl TaskTools {
     }
 }
 
-/// Logs the outcome of a tool call once and turns a failure into a tool error.
+/// Logs the outcome of a tool call once and turns a failure into a tool error. The MCP edge of the service layer:
+/// a `ServiceError` becomes the API's error (code and message, as the REST API answers), and that the tool error.
 fn finish<T>(
     caller: &Caller,
     tool: &'static str,
@@ -284,6 +285,7 @@ impl TaskTools {
             .tasks
             .complete(caller.user, task_id, &caller.ctx)
             .await
+            .map_err(ApiError::from)
             .map(|task| TaskView::from(&task));
         finish(&caller, "complete_task", res)
     }
@@ -311,6 +313,7 @@ impl TaskTools {
             .tasks
             .uncomplete(caller.user, task_id, &caller.ctx)
             .await
+            .map_err(ApiError::from)
             .map(|task| TaskView::from(&task));
         finish(&caller, "uncomplete_task", res)
     }
@@ -337,6 +340,7 @@ impl TaskTools {
             .tasks
             .delete(caller.user, task_id, &caller.ctx)
             .await
+            .map_err(ApiError::from)
             .map(|task| DeletedTask {
                 message: "Task deleted successfully".to_owned(),
                 task: TaskView::from(&task),
@@ -365,6 +369,7 @@ impl TaskTools {
             .tasks
             .clear_completed(caller.user, &caller.ctx)
             .await
+            .map_err(ApiError::from)
             .map(|removed| {
                 let deleted: Vec<TaskView> = removed.iter().map(TaskView::from).collect();
                 ClearedTasks {

@@ -5,11 +5,27 @@ pub mod health;
 pub mod tasks;
 
 use actix_web::http::header;
-use actix_web::middleware::from_fn;
 use actix_web::{HttpRequest, HttpResponse, ResponseError, Route, web};
 
 use crate::error::ApiError;
-use crate::rate_limit::{limit_by_client_address, limit_by_user};
+use crate::service::ServiceError;
+use crate::state::AppState;
+
+/// The HTTP edge of the service layer: a failed task operation as the answer the API has always given.
+impl From<ServiceError> for ApiError {
+    fn from(err: ServiceError) -> Self {
+        match err {
+            ServiceError::NotFound => ApiError::NotFound("Task not found".to_owned()),
+            ServiceError::NotOwner => ApiError::Authorization,
+            ServiceError::Store(store) => store.into(),
+            ServiceError::NotReady(task_store::StoreError::Unavailable(source)) => {
+                ApiError::Unavailable(source)
+            }
+            ServiceError::NotReady(other) => ApiError::Unavailable(Box::new(other)),
+            err @ (ServiceError::Events(_) | ServiceError::OutboxRow(_)) => ApiError::internal(err),
+        }
+    }
+}
 
 /// A resource answering `routes`, and 405 with `Allow: <allow>` and the envelope for any other method.
 fn resource(
@@ -23,31 +39,31 @@ fn resource(
         .default_service(web::to(move || method_not_allowed(allow)))
 }
 
-/// Mounts every route: `/api/v1/...`, the health and metrics routes. Register, login and logout are rate limited
-/// per client address, the task scope per user, each by one middleware (`rate_limit`).
-pub fn configure(cfg: &mut web::ServiceConfig) {
+/// Mounts every route: `/api/v1/...`, the health and metrics routes. Each rate-limited scope has one middleware
+/// (`rate_limit::RateLimit`, built by `AppState`): register, login and logout per client address (an inner scope
+/// of `/auth` that leaves `/me` out), the task scope per user.
+pub fn configure(cfg: &mut web::ServiceConfig, state: &AppState) {
     cfg.service(
         web::scope("/api/v1")
             .service(resource("/health", "GET", [web::get().to(health::health)]))
             .service(
                 web::scope("/auth")
+                    .service(resource("/me", "GET", [web::get().to(auth::me)]))
                     .service(
-                        resource("/register", "POST", [web::post().to(auth::register)])
-                            .wrap(from_fn(limit_by_client_address)),
-                    )
-                    .service(
-                        resource("/login", "POST", [web::post().to(auth::login)])
-                            .wrap(from_fn(limit_by_client_address)),
-                    )
-                    .service(
-                        resource("/logout", "POST", [web::post().to(auth::logout)])
-                            .wrap(from_fn(limit_by_client_address)),
-                    )
-                    .service(resource("/me", "GET", [web::get().to(auth::me)])),
+                        web::scope("")
+                            .wrap(state.limit_per_client_address())
+                            .service(resource(
+                                "/register",
+                                "POST",
+                                [web::post().to(auth::register)],
+                            ))
+                            .service(resource("/login", "POST", [web::post().to(auth::login)]))
+                            .service(resource("/logout", "POST", [web::post().to(auth::logout)])),
+                    ),
             )
             .service(
                 web::scope("/tasks")
-                    .wrap(from_fn(limit_by_user))
+                    .wrap(state.limit_per_user())
                     .service(resource(
                         "",
                         "GET, POST",

@@ -10,16 +10,16 @@ use task_domain::{TaskId, UserId};
 use uuid::Uuid;
 
 use crate::auth::authenticate;
+use crate::context::RequestContext;
 use crate::dto::{
     MessageResponse, TaskListResponse, TaskResponse, parse_completed_filter, parse_create,
     parse_update,
 };
 use crate::error::ApiError;
-use crate::middleware::RequestContext;
 use crate::state::AppState;
 
 /// The authenticated user of a task route (the per-user rate limit is the scope's middleware,
-/// [`crate::rate_limit::limit_by_user`]).
+/// [`crate::state::AppState::limit_per_user`]).
 #[derive(Debug, Clone, Copy)]
 pub struct TaskUser(pub UserId);
 

@@ -252,6 +252,91 @@ db_test!(
     super::a_token_for_a_user_who_does_not_exist_is_refused
 );
 
+/// `AUTH_USER_CACHE_TTL_MS` (issue 17): a user found to exist is believed for the TTL without asking the database
+/// again, so a deleted user's token still passes within the TTL and is refused after it.
+async fn a_deleted_users_token_is_refused_once_the_user_cache_expires(backend: Backend) {
+    let ttl = Duration::from_secs(3);
+    let app = TestApp::with(Options {
+        user_cache_ttl: ttl,
+        ..Options::new(backend)
+    })
+    .await;
+    let user = app.register().await;
+    let list = || app.request("GET", "/api/v1/tasks", None, Some(&user.token));
+    let looked_up = Instant::now();
+    assert_eq!(
+        list().await.status,
+        StatusCode::OK,
+        "looked up and remembered"
+    );
+    let remembered = Instant::now();
+
+    app.delete_user_row(user.id).await;
+    let answer = list().await;
+    assert!(
+        looked_up.elapsed() < ttl,
+        "the second request ran within the TTL of the first lookup (a slow run proves nothing)"
+    );
+    assert_eq!(
+        answer.status,
+        StatusCode::OK,
+        "the cache answered: the database, which no longer has the user, was not asked: {}",
+        answer.text
+    );
+    // A write within the TTL fails on the foreign key: 401 as well, and nothing is published.
+    app.memory.clear();
+    let create = app
+        .request(
+            "POST",
+            "/api/v1/tasks",
+            Some(json!({"title": "after deletion"})),
+            Some(&user.token),
+        )
+        .await;
+    create.assert_error(401, "AUTHENTICATION_ERROR");
+    assert_eq!(
+        create.body["error"]["message"],
+        "The authenticated user no longer exists"
+    );
+    assert!(app.memory.events().is_empty());
+
+    tokio::time::sleep(
+        (remembered + ttl + Duration::from_millis(200)).saturating_duration_since(Instant::now()),
+    )
+    .await;
+    let refused = list().await;
+    refused.assert_error(401, "AUTHENTICATION_ERROR");
+    assert_eq!(refused.body["error"]["message"], "User not found");
+    let me = app
+        .request("GET", "/api/v1/auth/me", None, Some(&user.token))
+        .await;
+    me.assert_error(401, "AUTHENTICATION_ERROR");
+}
+db_test!(
+    a_deleted_users_token_is_refused_once_the_user_cache_expires,
+    super::a_deleted_users_token_is_refused_once_the_user_cache_expires
+);
+
+/// With `AUTH_USER_CACHE_TTL_MS=0` every request looks its user up: a deleted user's token is refused at once.
+async fn without_the_user_cache_a_deleted_users_token_is_refused_at_once(backend: Backend) {
+    let app = TestApp::with(Options {
+        user_cache_ttl: Duration::ZERO,
+        ..Options::new(backend)
+    })
+    .await;
+    let user = app.register().await;
+    let list = || app.request("GET", "/api/v1/tasks", None, Some(&user.token));
+    assert_eq!(list().await.status, StatusCode::OK);
+    app.delete_user_row(user.id).await;
+    let refused = list().await;
+    refused.assert_error(401, "AUTHENTICATION_ERROR");
+    assert_eq!(refused.body["error"]["message"], "User not found");
+}
+db_test!(
+    without_the_user_cache_a_deleted_users_token_is_refused_at_once,
+    super::without_the_user_cache_a_deleted_users_token_is_refused_at_once
+);
+
 async fn a_legacy_bcrypt_hash_is_upgraded_to_argon2id_on_login(backend: Backend) {
     let fixture = original();
     let app = app_with_the_original_user(backend, PasswordConfig::defaults_for_tests()).await;
@@ -531,6 +616,10 @@ async fn readyz_is_503_until_the_schema_has_every_migration() {
     let store = task_store::Store::open(&db, &log).await.expect("open");
     let mut app = TestApp::new(Backend::Sqlite).await;
     let config = task_api::ServiceConfig {
+        auth: task_api::config::AuthConfig {
+            user_cache_ttl: crate::support::USER_CACHE_TTL,
+            ..task_api::config::AuthConfig::defaults_for_tests(crate::support::SECRET)
+        },
         shutdown_timeout: Duration::from_secs(1),
         ..task_api::ServiceConfig::defaults_for_tests(db.clone(), crate::support::SECRET)
     };

@@ -356,3 +356,85 @@ async fn task_routes_are_limited_per_user_by_the_scope_middleware() {
         .await
         .assert_error(401, "AUTHENTICATION_ERROR");
 }
+
+/// `POST /mcp` (an `initialize` call) with `token`, if any.
+async fn mcp_post(app: &TestApp, token: Option<&str>) -> Answer {
+    let mut req = TestRequest::post()
+        .uri("/mcp")
+        .insert_header((header::ACCEPT, "application/json, text/event-stream"))
+        .insert_header((header::CONTENT_TYPE, "application/json"))
+        .set_payload(
+            json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+                "protocolVersion": "2025-11-25", "capabilities": {},
+                "clientInfo": {"name": "raw", "version": "0"}}})
+            .to_string(),
+        );
+    if let Some(token) = token {
+        req = req.insert_header((header::AUTHORIZATION, format!("Bearer {token}")));
+    }
+    app.call(req).await
+}
+
+#[actix_web::test]
+async fn mcp_shares_the_per_user_limit_of_the_task_routes() {
+    let app = TestApp::with(Options {
+        tasks_per_minute: 2,
+        ..Options::new(Backend::Sqlite)
+    })
+    .await;
+    let alice = app.register().await;
+    let bob = app.register().await;
+    let answer = app
+        .request("GET", "/api/v1/tasks", None, Some(&alice.token))
+        .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+    // Past the limit and the authentication, the MCP layer answers (what it makes of a raw test request does
+    // not matter here).
+    let passed = |answer: &Answer| {
+        answer.status != StatusCode::TOO_MANY_REQUESTS && answer.status != StatusCode::UNAUTHORIZED
+    };
+    let first = mcp_post(&app, Some(&alice.token)).await;
+    assert!(passed(&first), "{}: {}", first.status, first.text);
+    // The task routes and /mcp take from one limit per user.
+    let limited = mcp_post(&app, Some(&alice.token)).await;
+    limited.assert_error(429, "RATE_LIMITED");
+    assert!(limited.header("retry-after").is_some());
+    app.request("GET", "/api/v1/tasks", None, Some(&alice.token))
+        .await
+        .assert_error(429, "RATE_LIMITED");
+    let other = mcp_post(&app, Some(&bob.token)).await;
+    assert!(passed(&other), "bob has his own limit: {}", other.text);
+    // Without a token: 401, not counted against anyone.
+    mcp_post(&app, None)
+        .await
+        .assert_error(401, "AUTHENTICATION_ERROR");
+}
+
+#[actix_web::test]
+async fn only_register_login_and_logout_take_from_the_address_limit() {
+    let app = TestApp::with(Options {
+        auth_per_minute: 1,
+        ..Options::new(Backend::Sqlite)
+    })
+    .await;
+    // Test requests have no peer address: they all count as one client, whose one request this is.
+    let user = app.register().await;
+    app.request("POST", "/api/v1/auth/logout", None, None)
+        .await
+        .assert_error(429, "RATE_LIMITED");
+    app.request(
+        "POST",
+        "/api/v1/auth/login",
+        Some(json!({"email": user.email, "password": "password123"})),
+        None,
+    )
+    .await
+    .assert_error(429, "RATE_LIMITED");
+    let me = app
+        .request("GET", "/api/v1/auth/me", None, Some(&user.token))
+        .await;
+    assert_eq!(me.status, StatusCode::OK, "/me is not limited: {}", me.text);
+    app.request("GET", "/api/v1/auth/unknown", None, None)
+        .await
+        .assert_error(404, "NOT_FOUND");
+}

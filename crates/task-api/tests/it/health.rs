@@ -44,6 +44,7 @@ async fn readyz_answers_503_when_the_database_is_unreachable() {
     let config_state = task_api::state::AppState {
         log: log.clone(),
         auth: state.auth.clone(),
+        users: task_api::auth::KnownUsers::new(store.clone(), std::time::Duration::ZERO),
         passwords: state.passwords.clone(),
         store: store.clone(),
         tasks: task_api::service::TaskService::new(
@@ -56,8 +57,8 @@ async fn readyz_answers_503_when_the_database_is_unreachable() {
         ),
         publisher: state.publisher.clone(),
         metrics: task_api::metrics::Metrics::new(),
-        auth_limiter: task_api::rate_limit::KeyedLimiter::new(0),
-        task_limiter: task_api::rate_limit::KeyedLimiter::new(0),
+        auth_limiter: std::sync::Arc::new(task_api::rate_limit::KeyedLimiter::new(0)),
+        task_limiter: std::sync::Arc::new(task_api::rate_limit::KeyedLimiter::new(0)),
         http: state.http.clone(),
     };
     app.state = actix_web::web::Data::new(config_state);

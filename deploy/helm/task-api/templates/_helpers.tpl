@@ -193,6 +193,8 @@ ConfigMap exists, and migrating needs only the database settings).
   value: {{ .Values.config.passwordHash.queueWaitMs | quote }}
 - name: MIGRATE_ON_START
   value: {{ .Values.config.migrateOnStart | quote }}
+- name: AUTH_USER_CACHE_TTL_MS
+  value: {{ .Values.config.authUserCacheTtlMs | quote }}
 {{- end }}
 
 {{/* Security contexts and scheduling shared by the Deployment and the Job. */}}

@@ -25,6 +25,9 @@ use uuid::Uuid;
 
 pub(crate) use sidecar::{Mode, Received, Sidecar};
 
+/// How long test apps believe a user found to exist: the binary's default (`AUTH_USER_CACHE_TTL_MS`).
+pub(crate) const USER_CACHE_TTL: Duration = Duration::from_secs(5);
+
 /// The JWT secret of test apps.
 pub(crate) const SECRET: &str = "test-secret-test-secret-test-secret";
 
@@ -135,6 +138,8 @@ pub(crate) struct Options {
     pub(crate) jwt_secret: String,
     /// Password hashing settings.
     pub(crate) passwords: task_api::config::PasswordConfig,
+    /// How long a user found to exist is believed (`AUTH_USER_CACHE_TTL_MS`).
+    pub(crate) user_cache_ttl: Duration,
 }
 
 impl Options {
@@ -153,6 +158,7 @@ impl Options {
             database: None,
             jwt_secret: SECRET.to_owned(),
             passwords: PasswordConfig::defaults_for_tests(),
+            user_cache_ttl: USER_CACHE_TTL,
         }
     }
 
@@ -301,6 +307,7 @@ impl TestApp {
             },
             auth: AuthConfig {
                 passwords: options.passwords.clone(),
+                user_cache_ttl: options.user_cache_ttl,
                 ..AuthConfig::defaults_for_tests(&options.jwt_secret)
             },
             events,
@@ -387,6 +394,24 @@ impl TestApp {
             cookie_value(&answer, "auth_token").expect("the register answer sets auth_token");
         let id = Uuid::parse_str(answer.body["id"].as_str().expect("id")).expect("uuid id");
         User { id, email, token }
+    }
+
+    /// Deletes the row of user `id` behind the service's back, as an operator would (on a connection of its own).
+    pub(crate) async fn delete_user_row(&self, id: Uuid) {
+        let sql = format!("DELETE FROM users WHERE id = '{}'", id.hyphenated());
+        match self.database.url.strip_prefix("sqlite://") {
+            Some(path) => {
+                use diesel::{Connection, RunQueryDsl, SqliteConnection};
+                let mut conn = SqliteConnection::establish(path).expect("open the test database");
+                let deleted = diesel::sql_query(&sql)
+                    .execute(&mut conn)
+                    .expect("delete the user");
+                assert_eq!(deleted, 1, "the user row existed");
+            }
+            None => test_db::execute(&self.database.url, &sql)
+                .await
+                .expect("delete the user"),
+        }
     }
 
     /// The value of metric `name` on `/metrics` (0 when absent).
