@@ -345,27 +345,12 @@ mod defaults_for_tests {
 
     use dapr_pubsub_client::{ClientConfig, DispatcherConfig};
     use secrecy::SecretString;
-    use task_store::DbConfig;
 
     use super::{
         AuthConfig, CookieSameSite, EventDelivery, EventsConfig, HttpConfig, OutboxConfig,
         PasswordConfig, PasswordHashAlgorithm, Topics,
     };
-    use crate::ServiceConfig;
     use crate::rate_limit::TrustedProxies;
-
-    impl ServiceConfig {
-        /// The binary's defaults on `database`, signing tokens with `jwt_secret`.
-        pub fn defaults_for_tests(database: DbConfig, jwt_secret: &str) -> Self {
-            Self {
-                database,
-                http: HttpConfig::defaults_for_tests(),
-                auth: AuthConfig::defaults_for_tests(jwt_secret),
-                events: EventsConfig::defaults_for_tests(),
-                shutdown_timeout: Duration::from_secs(25),
-            }
-        }
-    }
 
     impl HttpConfig {
         /// The binary's defaults.
@@ -460,31 +445,19 @@ mod defaults_for_tests {
 mod checks {
     use super::*;
 
-    /// Issue 18: no config type of the libraries has a `Default`, which would let production pick up a value the
-    /// binary never chose. This stops compiling when one does (the call becomes ambiguous: the technique of
-    /// `static_assertions::assert_not_impl_any`).
-    #[test]
-    fn library_config_types_have_no_default() {
-        trait AmbiguousIfDefault<A> {
-            fn check() {}
-        }
-        impl<T> AmbiguousIfDefault<()> for T {}
-        struct HasDefault;
-        impl<T: Default> AmbiguousIfDefault<HasDefault> for T {}
-
-        <EventsConfig as AmbiguousIfDefault<_>>::check();
-        <HttpConfig as AmbiguousIfDefault<_>>::check();
-        <AuthConfig as AmbiguousIfDefault<_>>::check();
-        <PasswordConfig as AmbiguousIfDefault<_>>::check();
-        <PasswordHashAlgorithm as AmbiguousIfDefault<_>>::check();
-        <OutboxConfig as AmbiguousIfDefault<_>>::check();
-        <Topics as AmbiguousIfDefault<_>>::check();
-        <EventDelivery as AmbiguousIfDefault<_>>::check();
-        <CookieSameSite as AmbiguousIfDefault<_>>::check();
-        <ClientConfig as AmbiguousIfDefault<_>>::check();
-        <DispatcherConfig as AmbiguousIfDefault<_>>::check();
-        <crate::ServiceConfig as AmbiguousIfDefault<_>>::check();
-    }
+    // Issue 18: no config type of the libraries has a `Default`, which would let production pick up a value the
+    // binary never chose. These stop compiling when one does (`ServiceConfig`'s check is in `startup`).
+    static_assertions::assert_not_impl_any!(EventsConfig: Default);
+    static_assertions::assert_not_impl_any!(HttpConfig: Default);
+    static_assertions::assert_not_impl_any!(AuthConfig: Default);
+    static_assertions::assert_not_impl_any!(PasswordConfig: Default);
+    static_assertions::assert_not_impl_any!(PasswordHashAlgorithm: Default);
+    static_assertions::assert_not_impl_any!(OutboxConfig: Default);
+    static_assertions::assert_not_impl_any!(Topics: Default);
+    static_assertions::assert_not_impl_any!(EventDelivery: Default);
+    static_assertions::assert_not_impl_any!(CookieSameSite: Default);
+    static_assertions::assert_not_impl_any!(ClientConfig: Default);
+    static_assertions::assert_not_impl_any!(DispatcherConfig: Default);
 
     #[test]
     fn named_values_parse_in_any_case_and_print_as_they_parse() {

@@ -1,7 +1,6 @@
 //! The error envelope `{"error":{"code","message","details"}}` and the handlers that turn every failure into it.
 
 use std::error::Error as StdError;
-use std::fmt;
 
 use actix_web::error::{JsonPayloadError, PathError, PayloadError, QueryPayloadError};
 use actix_web::http::StatusCode;
@@ -215,20 +214,9 @@ impl From<StoreError> for ApiError {
     }
 }
 
-/// Renders an error and its `source()` chain on one line: `outer: inner: innermost`.
-pub struct ErrorChain<'a>(pub &'a (dyn StdError + 'static));
-
-impl fmt::Display for ErrorChain<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0)?;
-        let mut source = self.0.source();
-        while let Some(inner) = source {
-            write!(f, ": {inner}")?;
-            source = inner.source();
-        }
-        Ok(())
-    }
-}
+/// Renders an error and its `source()` chain on one line (`outer: inner: innermost`): the client crate's, used for
+/// every error this crate logs.
+pub use dapr_pubsub_client::ErrorChain;
 
 /// Pulls the field name out of serde's "missing field `x`" / "unknown field `x`" messages.
 fn serde_field(message: &str) -> Option<String> {

@@ -193,7 +193,7 @@ impl Numbering {
 
 /// Why a change's events could not be built.
 #[derive(Debug, thiserror::Error)]
-pub enum BuildError {
+pub enum EventsError {
     /// An attribute was invalid.
     #[error("invalid CloudEvent")]
     Event(#[from] cloudevents_model::BuildError),
@@ -232,7 +232,7 @@ impl EventFactory {
         ctx: &RequestContext,
         now: OffsetDateTime,
         numbering: &mut Numbering,
-    ) -> Result<Vec<OutgoingEvent>, BuildError> {
+    ) -> Result<Vec<OutgoingEvent>, EventsError> {
         events
             .iter()
             .map(|event| {

@@ -37,9 +37,10 @@ use crate::state::AppState;
 
 pub use crate::context::RequestContext;
 pub use crate::error::ApiError;
-pub use crate::service::TaskService as Service;
+pub use crate::service::TaskService;
 pub use crate::startup::{
-    Background, Built, ServiceConfig, StartupError, build, build_delivery, build_state, migrate,
+    BackgroundWork, BuiltService, ServiceConfig, StartupError, build, build_delivery, build_state,
+    migrate,
 };
 
 fn cors(http: &HttpConfig) -> Cors {
@@ -122,7 +123,7 @@ pub struct Application {
     port: u16,
     server: Server,
     built_state: web::Data<AppState>,
-    background: Background,
+    background: BackgroundWork,
     shutdown_timeout: Duration,
     log: Logger,
 }
@@ -134,7 +135,7 @@ impl Application {
         listener: TcpListener,
         log: Logger,
     ) -> Result<Self, StartupError> {
-        let Built { state, background } = build(&config, &log).await?;
+        let BuiltService { state, background } = build(&config, &log).await?;
         let port = listener.local_addr().map_err(StartupError::Http)?.port();
         let server_state = state.clone();
         let server = HttpServer::new(move || app(server_state.clone()))
@@ -183,7 +184,7 @@ impl Application {
         info!(self.log, "http server stopped; draining events";
             "deadline_ms" => self.shutdown_timeout.as_millis() as u64,
             "http_drain_ms" => started.elapsed().as_millis() as u64, "left_ms" => left.as_millis() as u64);
-        Built {
+        BuiltService {
             state: self.built_state,
             background: self.background,
         }

@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use crate::context::RequestContext;
 use crate::dto::NewTaskInput;
-use crate::events::{BuildError, EventFactory, Numbering, OutgoingEvent};
+use crate::events::{EventFactory, EventsError, Numbering, OutgoingEvent};
 use crate::metrics::ExtraMetric;
 use crate::outbox::RelayCounters;
 use crate::publisher::{EventPublisher, PublishSlot};
@@ -48,7 +48,7 @@ pub enum ServiceError {
     NotReady(#[source] StoreError),
     /// The change's CloudEvents could not be built.
     #[error("cannot build the change's events")]
-    Events(#[from] BuildError),
+    Events(#[from] EventsError),
     /// The change's outbox rows could not be written out.
     #[error("cannot encode the change's outbox rows")]
     OutboxRow(#[source] Box<dyn std::error::Error + Send + Sync + 'static>),

@@ -1,6 +1,6 @@
 //! Starting the service: its configuration (`ServiceConfig`), opening the database, starting event delivery (the
-//! dispatcher or the outbox relay: `Background`) and building the handlers' `AppState` (`Built`). Below the HTTP
-//! server (`crate::Application`) and the MCP stdio server, which both start from here.
+//! dispatcher or the outbox relay: `BackgroundWork`) and building the handlers' `AppState` (`BuiltService`). Below
+//! the HTTP server (`crate::Application`) and the MCP stdio server, which both start from here.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,6 +36,21 @@ pub struct ServiceConfig {
     pub shutdown_timeout: Duration,
 }
 
+#[cfg(any(test, feature = "test-util"))]
+impl ServiceConfig {
+    /// The binary's defaults on `database`, signing tokens with `jwt_secret` (see
+    /// `crate::config`'s `defaults_for_tests` constructors, which this composes).
+    pub fn defaults_for_tests(database: DbConfig, jwt_secret: &str) -> Self {
+        Self {
+            database,
+            http: HttpConfig::defaults_for_tests(),
+            auth: AuthConfig::defaults_for_tests(jwt_secret),
+            events: EventsConfig::defaults_for_tests(),
+            shutdown_timeout: Duration::from_secs(25),
+        }
+    }
+}
+
 /// Why the service could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -62,20 +77,20 @@ pub async fn migrate(database: &DbConfig, log: &Logger) -> Result<Vec<String>, S
 
 /// Background work started with the state: the dispatcher lanes or the outbox relay.
 #[derive(Debug, Default)]
-pub struct Background {
+pub struct BackgroundWork {
     relay: Option<RelayHandle>,
 }
 
 /// The state of a service, and its background work.
 #[derive(Debug)]
-pub struct Built {
+pub struct BuiltService {
     /// The shared state.
     pub state: web::Data<AppState>,
     /// The background tasks, to stop at shutdown.
-    pub background: Background,
+    pub background: BackgroundWork,
 }
 
-impl Background {
+impl BackgroundWork {
     /// Stops the background work at once, as a crash would: the relay drops its round wherever it is and
     /// leaves its leases to expire. For tests of what other replicas do then.
     #[cfg(feature = "test-util")]
@@ -86,7 +101,7 @@ impl Background {
     }
 }
 
-impl Built {
+impl BuiltService {
     /// Stops taking events and delivers what is queued within `deadline` (what is left then is abandoned:
     /// counted in `events_dropped_total` and logged with its ids).
     pub async fn shutdown(self, deadline: Duration) {
@@ -104,7 +119,7 @@ pub fn build_delivery(
     events: &EventsConfig,
     store: &Store,
     log: &Logger,
-) -> Result<(Arc<dyn EventPublisher>, Delivery, Background), StartupError> {
+) -> Result<(Arc<dyn EventPublisher>, Delivery, BackgroundWork), StartupError> {
     if !events.dapr_enabled {
         if events.delivery == EventDelivery::Outbox {
             warn!(
@@ -116,7 +131,7 @@ pub fn build_delivery(
         return Ok((
             Arc::clone(&publisher),
             Delivery::Publish(publisher),
-            Background::default(),
+            BackgroundWork::default(),
         ));
     }
     let client = PubSubClient::new(events.client.clone(), log.clone());
@@ -128,7 +143,7 @@ pub fn build_delivery(
             Ok((
                 Arc::clone(&publisher),
                 Delivery::Publish(publisher),
-                Background::default(),
+                BackgroundWork::default(),
             ))
         }
         EventDelivery::Outbox => {
@@ -148,7 +163,7 @@ pub fn build_delivery(
             Ok((
                 Arc::new(LogPublisher),
                 delivery,
-                Background {
+                BackgroundWork {
                     relay: Some(handle),
                 },
             ))
@@ -181,7 +196,7 @@ pub fn build_state(
 }
 
 /// Opens the database (migrating the embedded SQLite one), starts event delivery, and builds the state.
-pub async fn build(config: &ServiceConfig, log: &Logger) -> Result<Built, StartupError> {
+pub async fn build(config: &ServiceConfig, log: &Logger) -> Result<BuiltService, StartupError> {
     let store = Store::open(&config.database, log).await?;
     if let Err(err) = store.ping().await {
         warn!(log, "the database is not reachable yet; /readyz answers 503 until it is"; "error" => %ErrorChain(&err));
@@ -202,5 +217,9 @@ pub async fn build(config: &ServiceConfig, log: &Logger) -> Result<Built, Startu
                 "error" => %ErrorChain(&err));
         }
     }
-    Ok(Built { state, background })
+    Ok(BuiltService { state, background })
 }
+
+// Issue 18: like the library config types (`config`), `ServiceConfig` has no `Default` to hide production values.
+#[cfg(test)]
+static_assertions::assert_not_impl_any!(ServiceConfig: Default);

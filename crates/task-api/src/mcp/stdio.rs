@@ -8,7 +8,7 @@ use task_domain::UserId;
 use task_store::StoreError;
 
 use crate::mcp::tools::TaskTools;
-use crate::startup::{Built, ServiceConfig, StartupError};
+use crate::startup::{BuiltService, ServiceConfig, StartupError};
 
 /// Why the stdio server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -46,7 +46,7 @@ pub async fn serve_stdio(
     log: &Logger,
 ) -> Result<(), StdioError> {
     let log = log.new(o!("transport" => "mcp-stdio", "user_id" => user.to_string()));
-    let Built { state, background } = crate::startup::build(config, &log).await?;
+    let BuiltService { state, background } = crate::startup::build(config, &log).await?;
     let found = state.store.find_user(user).await;
     let ready = match found {
         Ok(Some(_)) => Ok(()),
@@ -60,7 +60,7 @@ pub async fn serve_stdio(
         Ok(()) => run(TaskTools::for_user(state.tasks.clone(), user, &log), &log).await,
         Err(err) => Err(err),
     };
-    Built { state, background }
+    BuiltService { state, background }
         .shutdown(config.shutdown_timeout)
         .await;
     info!(log, "mcp stdio server stopped");

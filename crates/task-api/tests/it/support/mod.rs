@@ -18,7 +18,7 @@ use task_api::publisher::{EventPublisher, MemoryPublisher};
 use task_api::rate_limit::TrustedProxies;
 use task_api::service::Delivery;
 use task_api::state::AppState;
-use task_api::{Background, Built, ServiceConfig};
+use task_api::{BackgroundWork, BuiltService, ServiceConfig};
 use task_store::{DbConfig, Store};
 use test_db::{MigrateFuture, SqliteDir};
 use uuid::Uuid;
@@ -189,7 +189,7 @@ pub(crate) struct TestApp {
     pub(crate) memory: MemoryPublisher,
     /// The database's settings.
     pub(crate) database: DbConfig,
-    background: Option<Background>,
+    background: Option<BackgroundWork>,
     /// Dropped after the fields above, so the pool is closed (or at least unused) when the database goes.
     _database: TestDatabase,
 }
@@ -270,7 +270,7 @@ impl TestApp {
         let (publisher, delivery, background): (
             Arc<dyn EventPublisher>,
             Delivery,
-            Option<Background>,
+            Option<BackgroundWork>,
         ) = match &options.publishing {
             Publishing::Memory => {
                 let publisher: Arc<dyn EventPublisher> = Arc::new(memory.clone());
@@ -326,7 +326,7 @@ impl TestApp {
     /// Stops background delivery, draining within `deadline`.
     pub(crate) async fn shutdown(mut self, deadline: Duration) {
         let background = self.background.take().unwrap_or_default();
-        Built {
+        BuiltService {
             state: self.state.clone(),
             background,
         }
