@@ -255,7 +255,7 @@ impl PubSubClient {
             "status" => outcome.as_ref().map(|o| o.status().as_u16()).ok(),
             "entries" => entries.len(),
             "failed" => outcome.as_ref().map(|o| o.failed_entries().len()).unwrap_or(entries.len()),
-            "duration_ms" => started.elapsed().as_millis() as u64);
+            "duration_ms" => started.elapsed().as_secs_f64() * 1000.0);
         outcome
     }
 
@@ -371,7 +371,7 @@ impl PubSubClient {
         let res = self
             .send_publish_quietly(pubsub, topic, content_type, body, options)
             .await;
-        let duration_ms = started.elapsed().as_millis() as u64;
+        let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
         let partition_key = options.partition_key().unwrap_or("");
         match &res {
             Ok(()) => debug!(self.inner.log, "published {} to {}", event.ty, topic;

@@ -218,7 +218,8 @@ pub async fn request_middleware(
         .extensions()
         .get::<RequestUserId>()
         .map(|u| u.0.to_string());
-    let user_id = user_id.unwrap_or_default();
+    // Left out (null in JSON) on requests without an authenticated user.
+    let user_id = user_id.as_deref();
     if let Some(metrics) = &metrics {
         metrics.observe(method_label, &route, status.as_u16(), elapsed.as_secs_f64());
     }
@@ -233,16 +234,16 @@ pub async fn request_middleware(
     let msg = format!("{method} {path} -> {status_code}");
     if status.is_server_error() {
         error!(log, "{}", msg; "method" => &method, "path" => &path, "status" => status_code,
-            "duration_ms" => duration_ms, "user_id" => &user_id, "error" => failure.unwrap_or_default());
+            "duration_ms" => duration_ms, "user_id" => user_id, "error" => failure.unwrap_or_default());
     } else if path == "/healthz" || path == "/readyz" || path == "/metrics" {
         debug!(log, "{}", msg; "method" => &method, "path" => &path, "status" => status_code,
-            "duration_ms" => duration_ms, "user_id" => &user_id);
+            "duration_ms" => duration_ms, "user_id" => user_id);
     } else if status == 429 {
         warn!(log, "{}", msg; "method" => &method, "path" => &path, "status" => status_code,
-            "duration_ms" => duration_ms, "user_id" => &user_id);
+            "duration_ms" => duration_ms, "user_id" => user_id);
     } else {
         info!(log, "{}", msg; "method" => &method, "path" => &path, "status" => status_code,
-            "duration_ms" => duration_ms, "user_id" => &user_id);
+            "duration_ms" => duration_ms, "user_id" => user_id);
     }
     Ok(res)
 }

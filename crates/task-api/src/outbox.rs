@@ -402,7 +402,7 @@ impl OutboxRelay {
             Ok(_) => {}
             Err(err) => {
                 // The rows will be published again after their lease: at-least-once, same event ids.
-                warn!(self.log, "could not delete delivered outbox rows"; "count" => delivered.ids.len(),
+                warn!(self.log, "could not delete delivered outbox rows"; "rows" => delivered.ids.len(),
                     "error" => %ErrorChain(&err));
             }
         }

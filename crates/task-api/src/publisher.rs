@@ -308,7 +308,8 @@ impl EventPublisher for LogPublisher {
 
     fn publish(&self, events: Vec<OutgoingEvent>, log: &Logger) {
         for outgoing in events {
-            let json = outgoing.to_json().unwrap_or_default();
+            // Serialised only when the line is written (below DEBUG it is dropped before its fields are read).
+            let json = slog::FnValue(|_: &slog::Record<'_>| outgoing.to_json().unwrap_or_default());
             debug!(log, "event {} built (publishing disabled)", outgoing.event_type();
                 "event_type" => outgoing.event_type(), "event_id" => outgoing.id(), "topic" => &outgoing.topic,
                 "task_id" => outgoing.event.subject().unwrap_or_default(),

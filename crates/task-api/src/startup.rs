@@ -203,12 +203,12 @@ pub async fn build(config: &ServiceConfig, log: &Logger) -> Result<BuiltService,
     }
     let (publisher, delivery, background) = build_delivery(&config.events, &store, log)?;
     info!(log, "event delivery configured"; "dapr_enabled" => config.events.dapr_enabled,
-        "delivery" => ?config.events.delivery, "pubsub" => &config.events.pubsub_name,
+        "delivery" => %config.events.delivery, "pubsub" => &config.events.pubsub_name,
         "endpoint" => config.events.client.base_url());
     let state = build_state(config, store.clone(), publisher, delivery, log);
     match state.passwords.detect_stored_formats(&store).await {
         Ok((bcrypt, argon2)) => info!(log, "password hashing configured";
-            "algorithm" => ?state.passwords.algorithm(), "stored_bcrypt" => bcrypt, "stored_argon2" => argon2,
+            "algorithm" => %state.passwords.algorithm(), "stored_bcrypt" => bcrypt, "stored_argon2" => argon2,
             "concurrency" => config.auth.passwords.concurrency),
         Err(err) => {
             // Unknown: pay for both formats, so login timing cannot tell accounts apart.

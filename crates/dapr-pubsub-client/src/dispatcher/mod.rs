@@ -239,7 +239,7 @@ impl Dispatcher {
         // Nothing is lost yet (the events do not exist), so nothing is counted as dropped.
         let refuse = |why: &str, err: SubmitError| {
             warn!(shared.log, "could not reserve a place for {}: {}", partition_key, why;
-                "partition_key" => partition_key);
+                "partition_key" => partition_key, "error" => why);
             Err(err)
         };
         let Some(lanes) = lanes.as_ref() else {
@@ -443,7 +443,7 @@ impl Dispatcher {
 
 fn log_drop(log: &Logger, message: &Message, why: &str) {
     warn!(log, "dropped {} for {}: {}", message.event_type, message.topic, why;
-        "event_type" => &message.event_type, "event_id" => &message.event_id,
+        "error" => why, "event_type" => &message.event_type, "event_id" => &message.event_id,
         "pubsub" => &message.pubsub, "topic" => &message.topic,
         "partition_key" => message.options.partition_key().unwrap_or(""),
         message::Fields(&message.fields));

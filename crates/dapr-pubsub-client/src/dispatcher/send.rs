@@ -99,7 +99,7 @@ pub(crate) async fn deliver(
                     "pubsub" => &message.pubsub, "topic" => &message.topic,
                     "partition_key" => message.options.partition_key().unwrap_or(""),
                     "attempt" => attempts, "bulk_entries" => bulk_entries,
-                    "duration_ms" => elapsed.as_millis() as u64, Fields(&message.fields));
+                    "duration_ms" => elapsed.as_secs_f64() * 1000.0, Fields(&message.fields));
                 done.push(index);
             }
             Err(err) => match shared.policy.decide(&err, pending.attempts) {
@@ -330,7 +330,7 @@ fn log_failure(
                 "pubsub" => &message.pubsub, "topic" => &message.topic,
                 "partition_key" => message.options.partition_key().unwrap_or(""),
                 attempt_key => outcome.attempts, "bulk_entries" => outcome.bulk_entries,
-                "duration_ms" => outcome.elapsed.as_millis() as u64,
+                "duration_ms" => outcome.elapsed.as_secs_f64() * 1000.0,
                 "status" => err.status().map(|status| status.as_u16()),
                 "body" => err.body().unwrap_or(""),
                 "error" => %ErrorChain(err),
