@@ -12,10 +12,11 @@ use dapr_pubsub_client::{
 use mockito::Matcher;
 use serde_json::{Value, json};
 
-use crate::support::{CapturedLogs, client, event, sidecar, silent_sidecar};
+use crate::support::{
+    BULK, Bodies, CapturedLogs, SINGLE, client, discard, event, record, sidecar, silent_sidecar,
+    submit_all,
+};
 
-const SINGLE: &str = "/v1.0/publish/pubsub-kafka/task-events";
-const BULK: &str = "/v1.0/publish/bulk/pubsub-kafka/task-events";
 const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 
 /// One lane, batches of up to 10, fast retries.
@@ -32,35 +33,6 @@ fn batching(max_batch: usize) -> DispatcherConfig {
 fn submit_spread(dispatcher: &Dispatcher, ids: &[&str]) {
     for id in ids {
         submit_all(dispatcher, &format!("user-{id}"), &[id]);
-    }
-}
-
-/// Submits plain events (no extra options) to `task-events`, keyed `key`, in the order of `ids`.
-fn submit_all(dispatcher: &Dispatcher, key: &str, ids: &[&str]) {
-    for id in ids {
-        dispatcher
-            .submit(
-                "pubsub-kafka",
-                "task-events",
-                &event(id, key),
-                PublishOptions::new(),
-            )
-            .unwrap();
-    }
-}
-
-type Bodies = Arc<Mutex<Vec<Value>>>;
-
-/// A mockito body callback that records each request body as JSON and answers `answer`.
-fn record(
-    bodies: &Bodies,
-    answer: &'static str,
-) -> impl Fn(&mockito::Request) -> Vec<u8> + Send + Sync + 'static {
-    let bodies = Arc::clone(bodies);
-    move |request: &mockito::Request| {
-        let body = serde_json::from_slice(request.body().unwrap()).unwrap();
-        bodies.lock().unwrap().push(body);
-        answer.as_bytes().to_vec()
     }
 }
 
@@ -211,7 +183,7 @@ async fn batches_carry_one_event_per_key_in_order_and_an_event_that_cannot_join_
         .expect(4)
         .create_async()
         .await;
-    let dispatcher = Dispatcher::spawn(client(&server.url(), slog_discard()), batching(10), None);
+    let dispatcher = Dispatcher::spawn(client(&server.url(), discard()), batching(10), None);
     let submit = |id: &str, key: &str, options: PublishOptions| {
         dispatcher
             .submit("pubsub-kafka", "task-events", &event(id, key), options)
@@ -270,10 +242,6 @@ async fn batches_carry_one_event_per_key_in_order_and_an_event_that_cannot_join_
     let metrics = report.metrics;
     assert_eq!((metrics.published, metrics.failed), (10, 0));
     assert_eq!((metrics.bulk_requests, metrics.bulk_entries), (3, 6));
-}
-
-fn slog_discard() -> slog::Logger {
-    slog::Logger::root(slog::Discard, slog::o!())
 }
 
 #[tokio::test]
@@ -430,7 +398,7 @@ async fn a_whole_request_failure_then_success_publishes_every_event_once() {
         .expect(1)
         .create_async()
         .await;
-    let dispatcher = Dispatcher::spawn(client(&server.url(), slog_discard()), batching(4), None);
+    let dispatcher = Dispatcher::spawn(client(&server.url(), discard()), batching(4), None);
     submit_spread(&dispatcher, &["c1", "c2"]);
     let report = dispatcher.shutdown(Duration::from_secs(10)).await;
     failing.assert_async().await;
@@ -458,7 +426,7 @@ async fn linger_lets_a_batch_wait_for_events_submitted_shortly_after() {
         .create_async()
         .await;
     let dispatcher = Dispatcher::spawn(
-        client(&server.url(), slog_discard()),
+        client(&server.url(), discard()),
         batching(10).with_linger(Duration::from_millis(300)),
         None,
     );
@@ -550,7 +518,7 @@ async fn events_of_different_traces_are_not_batched_and_keep_their_traceparent()
     // The linger keeps the first event waiting until the second is queued behind it: only the
     // trace context keeps them apart.
     let config = batching(10).with_linger(Duration::from_millis(200));
-    let dispatcher = Dispatcher::spawn(client(&server.url(), slog_discard()), config, None);
+    let dispatcher = Dispatcher::spawn(client(&server.url(), discard()), config, None);
     for (id, trace) in [("t1", TRACEPARENT), ("t2", OTHER_TRACE)] {
         dispatcher
             .submit(
@@ -582,7 +550,7 @@ async fn a_lane_with_other_events_waiting_does_not_linger() {
         .await;
     let linger = Duration::from_millis(1000);
     let dispatcher = Dispatcher::spawn(
-        client(&server.url(), slog_discard()),
+        client(&server.url(), discard()),
         batching(10).with_linger(linger),
         None,
     );

@@ -120,3 +120,42 @@ impl slog::Serializer for KvCollector {
         Ok(())
     }
 }
+
+/// The single and bulk publish routes of the mock sidecar's `pubsub-kafka`/`task-events`.
+pub(crate) const SINGLE: &str = "/v1.0/publish/pubsub-kafka/task-events";
+pub(crate) const BULK: &str = "/v1.0/publish/bulk/pubsub-kafka/task-events";
+
+/// The request bodies a mock recorded, as JSON.
+pub(crate) type Bodies = Arc<Mutex<Vec<serde_json::Value>>>;
+
+/// A mockito body callback that records each request body as JSON and answers `answer`.
+pub(crate) fn record(
+    bodies: &Bodies,
+    answer: &'static str,
+) -> impl Fn(&mockito::Request) -> Vec<u8> + Send + Sync + 'static {
+    let bodies = Arc::clone(bodies);
+    move |request: &mockito::Request| {
+        let body = serde_json::from_slice(request.body().unwrap()).unwrap();
+        bodies.lock().unwrap().push(body);
+        answer.as_bytes().to_vec()
+    }
+}
+
+/// A logger that drops everything.
+pub(crate) fn discard() -> Logger {
+    Logger::root(slog::Discard, o!())
+}
+
+/// Submits plain events (no extra options) to `task-events`, keyed `key`, in the order of `ids`.
+pub(crate) fn submit_all(dispatcher: &dapr_pubsub_client::Dispatcher, key: &str, ids: &[&str]) {
+    for id in ids {
+        dispatcher
+            .submit(
+                "pubsub-kafka",
+                "task-events",
+                &event(id, key),
+                dapr_pubsub_client::PublishOptions::new(),
+            )
+            .unwrap();
+    }
+}

@@ -2,18 +2,16 @@
 //! distributed-tracing extension), and the opt-in same-key batches with their detector of broken
 //! order, against a mockito sidecar.
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cloudevents_model::CloudEvent;
 use dapr_pubsub_client::{Dispatcher, DispatcherConfig, PublishOptions};
 use mockito::Matcher;
-use serde_json::{Value, json};
+use serde_json::json;
 
-use crate::support::{CapturedLogs, client, event, sidecar};
-
-const SINGLE: &str = "/v1.0/publish/pubsub-kafka/task-events";
-const BULK: &str = "/v1.0/publish/bulk/pubsub-kafka/task-events";
+use crate::support::{
+    BULK, Bodies, CapturedLogs, SINGLE, client, discard, event, record, sidecar, submit_all,
+};
 
 fn trace(n: u32) -> String {
     format!("00-{n:0>32}-00f067aa0ba902b7-01")
@@ -37,26 +35,6 @@ fn traced_event(id: &str, key: &str, traceparent: &str) -> CloudEvent {
         .extension("traceparent", traceparent)
         .build()
         .unwrap()
-}
-
-type Bodies = Arc<Mutex<Vec<Value>>>;
-
-fn record(
-    bodies: &Bodies,
-    answer: &'static str,
-) -> impl Fn(&mockito::Request) -> Vec<u8> + Send + Sync + 'static {
-    let bodies = Arc::clone(bodies);
-    move |request: &mockito::Request| {
-        bodies
-            .lock()
-            .unwrap()
-            .push(serde_json::from_slice(request.body().unwrap()).unwrap());
-        answer.as_bytes().to_vec()
-    }
-}
-
-fn discard() -> slog::Logger {
-    slog::Logger::root(slog::Discard, slog::o!())
 }
 
 #[tokio::test]
@@ -206,16 +184,7 @@ async fn with_the_opt_in_one_key_s_queued_events_go_out_as_one_bulk_request_in_o
         None,
     );
     // Submitted before the lane runs (current-thread runtime): they queue up.
-    for id in ["a", "b", "c", "d"] {
-        dispatcher
-            .submit(
-                "pubsub-kafka",
-                "task-events",
-                &event(id, "user-1"),
-                PublishOptions::new(),
-            )
-            .unwrap();
-    }
+    submit_all(&dispatcher, "user-1", &["a", "b", "c", "d"]);
     let report = dispatcher.shutdown(Duration::from_secs(10)).await;
     bulk.assert_async().await;
     let ids: Vec<String> = bodies.lock().unwrap()[0]
