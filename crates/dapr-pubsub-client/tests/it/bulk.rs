@@ -4,9 +4,7 @@ use dapr_pubsub_client::{BulkEntry, PublishOptions};
 use mockito::Matcher;
 use serde_json::json;
 
-use crate::support::{CapturedLogs, client, event, sidecar};
-
-const BULK_PATH: &str = "/v1.0/publish/bulk/pubsub-kafka/task-events";
+use crate::support::{BULK, CapturedLogs, client, event, sidecar};
 
 fn entries() -> Vec<BulkEntry> {
     vec![
@@ -22,7 +20,7 @@ fn entries() -> Vec<BulkEntry> {
 async fn bulk_publish_sends_dapr_documented_entries() {
     let mut server = sidecar().await;
     let mock = server
-        .mock("POST", BULK_PATH)
+        .mock("POST", BULK)
         .match_header("content-type", "application/json")
         .match_query(Matcher::UrlEncoded(
             "metadata.rawPayload".into(),
@@ -58,7 +56,7 @@ async fn bulk_publish_sends_dapr_documented_entries() {
 async fn bulk_partial_failure_reports_each_failed_entry() {
     let mut server = sidecar().await;
     let _mock = server
-        .mock("POST", BULK_PATH)
+        .mock("POST", BULK)
         .with_status(500)
         .with_header("content-type", "application/json")
         .with_body(
@@ -92,7 +90,7 @@ async fn bulk_partial_failure_reports_each_failed_entry() {
 async fn bulk_rejection_of_the_whole_request_is_an_error() {
     let mut server = sidecar().await;
     let _mock = server
-        .mock("POST", BULK_PATH)
+        .mock("POST", BULK)
         .with_status(403)
         .with_body(r#"{"errorCode":"ERR_PUBSUB_FORBIDDEN","message":"not allowed"}"#)
         .expect(1)

@@ -8,7 +8,7 @@ use dapr_pubsub_client::{Dispatcher, DispatcherConfig, PublishOptions, SubmitErr
 use mockito::Matcher;
 use serde_json::json;
 
-use crate::support::{CapturedLogs, client, event, refused_port, sidecar, silent_sidecar};
+use crate::support::{CapturedLogs, client, discard, event, refused_port, sidecar, silent_sidecar};
 
 const PATH: &str = "/v1.0/publish/pubsub-kafka/task-events";
 
@@ -207,8 +207,7 @@ async fn events_with_one_partition_key_arrive_in_submit_order_even_across_retrie
         .expect(keys * per_key)
         .create_async()
         .await;
-    let dispatcher =
-        Dispatcher::spawn(client(&server.url(), slog_discard()), fast_retries(4), None);
+    let dispatcher = Dispatcher::spawn(client(&server.url(), discard()), fast_retries(4), None);
 
     for seq in 0..per_key {
         for key in 0..keys {
@@ -241,16 +240,12 @@ async fn events_with_one_partition_key_arrive_in_submit_order_even_across_retrie
     }
 }
 
-fn slog_discard() -> slog::Logger {
-    slog::Logger::root(slog::Discard, slog::o!())
-}
-
 #[tokio::test]
 async fn a_full_queue_drops_counts_and_logs_without_blocking() {
     let url = silent_sidecar().await;
     let logs = CapturedLogs::default();
     let dispatcher = Dispatcher::spawn(
-        client(&url, slog_discard()),
+        client(&url, discard()),
         DispatcherConfig::new()
             .with_concurrency(1)
             .with_queue_capacity(3),
@@ -338,8 +333,7 @@ async fn shutdown_drains_everything_queued_within_the_deadline() {
         .expect(events)
         .create_async()
         .await;
-    let dispatcher =
-        Dispatcher::spawn(client(&server.url(), slog_discard()), fast_retries(8), None);
+    let dispatcher = Dispatcher::spawn(client(&server.url(), discard()), fast_retries(8), None);
     for i in 0..events {
         dispatcher
             .submit(
@@ -384,8 +378,7 @@ async fn a_dropped_dispatcher_still_delivers_what_it_was_given() {
         .expect(5)
         .create_async()
         .await;
-    let dispatcher =
-        Dispatcher::spawn(client(&server.url(), slog_discard()), fast_retries(2), None);
+    let dispatcher = Dispatcher::spawn(client(&server.url(), discard()), fast_retries(2), None);
     for i in 0..5 {
         dispatcher
             .submit(
@@ -410,9 +403,9 @@ async fn a_timed_out_shutdown_with_idle_lanes_hands_back_the_stuck_events() {
     // deadline, stop the stuck lanes and return, whatever order the lanes finish in.
     let url = silent_sidecar().await;
     let dispatcher = Dispatcher::spawn(
-        client(&url, slog_discard()),
+        client(&url, discard()),
         DispatcherConfig::new().with_concurrency(8),
-        slog_discard(),
+        discard(),
     );
     for key in ["a", "b", "c"] {
         dispatcher
@@ -459,7 +452,7 @@ async fn delivery_log_lines_carry_the_submitter_s_fields_at_the_level_of_the_out
         .await;
     let logs = CapturedLogs::default();
     let dispatcher = Dispatcher::spawn(
-        client(&server.url(), slog_discard()),
+        client(&server.url(), discard()),
         fast_retries(1),
         logs.logger(),
     );

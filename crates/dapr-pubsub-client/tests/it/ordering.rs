@@ -8,17 +8,11 @@ use dapr_pubsub_client::{BulkEntry, Dispatcher, DispatcherConfig, PublishOptions
 use mockito::Matcher;
 use serde_json::{Value, json};
 
-use crate::support::{CapturedLogs, client, event, sidecar};
+use crate::support::{BULK, CapturedLogs, SINGLE, client, discard, event, sidecar, submit_keyed};
 
-const SINGLE: &str = "/v1.0/publish/pubsub-kafka/task-events";
-const BULK: &str = "/v1.0/publish/bulk/pubsub-kafka/task-events";
 const ALPHA_BULK: &str = "/v1.0-alpha1/publish/bulk/pubsub-kafka/task-events";
 
 type Accepted = Arc<Mutex<Vec<String>>>;
-
-fn discard() -> slog::Logger {
-    slog::Logger::root(slog::Discard, slog::o!())
-}
 
 /// Records the ids of a single publish body as accepted.
 fn accept_single(
@@ -102,22 +96,16 @@ async fn a_partially_failed_bulk_entry_is_never_overtaken_by_a_later_event_of_it
         None,
     );
     // Queued before the lane runs (current-thread runtime).
-    for (id, key) in [
-        ("a1", "user-a"),
-        ("b1", "user-b"),
-        ("b2", "user-b"),
-        ("a2", "user-a"),
-        ("b3", "user-b"),
-    ] {
-        dispatcher
-            .submit(
-                "pubsub-kafka",
-                "task-events",
-                &event(id, key),
-                PublishOptions::new(),
-            )
-            .unwrap();
-    }
+    submit_keyed(
+        &dispatcher,
+        &[
+            ("a1", "user-a"),
+            ("b1", "user-b"),
+            ("b2", "user-b"),
+            ("a2", "user-a"),
+            ("b3", "user-b"),
+        ],
+    );
     let report = dispatcher.shutdown(Duration::from_secs(10)).await;
     partial.assert_async().await;
     bulk.assert_async().await;

@@ -149,6 +149,13 @@ pub(crate) fn discard() -> Logger {
 /// Submits plain events (no extra options) to `task-events`, keyed `key`, in the order of `ids`.
 pub(crate) fn submit_all(dispatcher: &dapr_pubsub_client::Dispatcher, key: &str, ids: &[&str]) {
     for id in ids {
+        submit_keyed(dispatcher, &[(id, key)]);
+    }
+}
+
+/// Submits plain events (no extra options) to `task-events`, each `(id, key)` in order.
+pub(crate) fn submit_keyed(dispatcher: &dapr_pubsub_client::Dispatcher, events: &[(&str, &str)]) {
+    for (id, key) in events {
         dispatcher
             .submit(
                 "pubsub-kafka",

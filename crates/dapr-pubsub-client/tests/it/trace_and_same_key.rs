@@ -11,6 +11,7 @@ use serde_json::json;
 
 use crate::support::{
     BULK, Bodies, CapturedLogs, SINGLE, client, discard, event, record, sidecar, submit_all,
+    submit_keyed,
 };
 
 fn trace(n: u32) -> String {
@@ -233,16 +234,10 @@ async fn the_detector_counts_and_logs_a_failed_entry_overtaken_by_a_later_event_
         batching().with_same_key_batches(true),
         logs.logger(),
     );
-    for (id, key) in [("a", "user-1"), ("b", "user-1"), ("c", "user-2")] {
-        dispatcher
-            .submit(
-                "pubsub-kafka",
-                "task-events",
-                &event(id, key),
-                PublishOptions::new(),
-            )
-            .unwrap();
-    }
+    submit_keyed(
+        &dispatcher,
+        &[("a", "user-1"), ("b", "user-1"), ("c", "user-2")],
+    );
     let report = dispatcher.shutdown(Duration::from_secs(10)).await;
     partial.assert_async().await;
     retry.assert_async().await;
