@@ -154,8 +154,20 @@ impl Authenticator {
     /// The subject (`sub`) of the validly signed, unexpired token `req` carries, if any. No database lookup: for
     /// keying the per-user rate limit, not for authenticating (that is [`AuthUser`]).
     pub fn token_subject(&self, req: &HttpRequest) -> Option<Uuid> {
-        let token = request_token(req)?;
-        self.verify(&token).ok().map(|claims| claims.sub)
+        self.request_claims(req).ok().map(|claims| claims.sub)
+    }
+
+    /// The verified claims of the token `req` carries. Verified once per request: the per-user rate limit and the
+    /// extractor both ask, and the second gets the claims the first verified (kept in the request's extensions).
+    pub fn request_claims(&self, req: &HttpRequest) -> Result<Claims, ApiError> {
+        if let Some(VerifiedClaims(claims)) = req.extensions().get::<VerifiedClaims>() {
+            return Ok(claims.clone());
+        }
+        let token = request_token(req)
+            .ok_or_else(|| ApiError::Authentication("Not authenticated".to_owned()))?;
+        let claims = self.verify(&token)?;
+        req.extensions_mut().insert(VerifiedClaims(claims.clone()));
+        Ok(claims)
     }
 
     /// The cookie that carries `token`.
@@ -236,9 +248,7 @@ pub(crate) async fn authenticate(req: &HttpRequest) -> Result<AuthUser, ApiError
     let users = req
         .app_data::<web::Data<KnownUsers>>()
         .ok_or_else(not_configured)?;
-    let token = request_token(req)
-        .ok_or_else(|| ApiError::Authentication("Not authenticated".to_owned()))?;
-    let claims = tokens.verify(&token)?;
+    let claims = tokens.request_claims(req)?;
     if !users.exists(UserId::from_uuid(claims.sub)).await? {
         return Err(ApiError::Authentication("User not found".to_owned()));
     }
@@ -248,6 +258,10 @@ pub(crate) async fn authenticate(req: &HttpRequest) -> Result<AuthUser, ApiError
         email: claims.email,
     })
 }
+
+/// The claims of a request's token once verified (see [`Authenticator::request_claims`]).
+#[derive(Debug, Clone)]
+struct VerifiedClaims(Claims);
 
 /// The most users [`KnownUsers`] remembers at once (about 100 bytes each); past it the least used are forgotten
 /// first, and only cost a lookup.
@@ -627,6 +641,29 @@ mod tests {
         assert_eq!(claims.sub, id);
         assert_eq!(claims.email, "a@example.com");
         assert_eq!(claims.exp - claims.iat, TOKEN_LIFETIME_SECS);
+    }
+
+    /// The per-user rate limit and the extractor both need the claims: the token's signature is checked once per
+    /// request, the second caller gets the first's result (here: an authenticator with another secret, which
+    /// would refuse the token, is not asked to verify it again).
+    #[test]
+    fn a_requests_token_is_verified_once() {
+        let auth = authenticator("secret-one-secret-one-secret-one");
+        let id = Uuid::new_v4();
+        let token = auth.issue(id, "a@b.c").unwrap();
+        let req = actix_web::test::TestRequest::default()
+            .insert_header((header::AUTHORIZATION, format!("Bearer {token}")))
+            .to_http_request();
+        assert_eq!(auth.token_subject(&req), Some(id));
+        let other = authenticator("secret-two-secret-two-secret-two");
+        assert_eq!(other.request_claims(&req).unwrap().sub, id);
+        let fresh = actix_web::test::TestRequest::default()
+            .insert_header((header::AUTHORIZATION, format!("Bearer {token}")))
+            .to_http_request();
+        assert_eq!(
+            other.request_claims(&fresh).unwrap_err().code(),
+            "AUTHENTICATION_ERROR"
+        );
     }
 
     #[test]
